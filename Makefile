@@ -1,0 +1,35 @@
+# The two commands the README promises, plus the ones developers use every day. CMake does the building;
+# this file only names the jobs. Every job installs the Debian packages it needs first (idempotent).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all build test demo bench deps clean
+
+all: build
+
+## build: configure and compile everything into build/
+build:
+	tools/install-deps.sh build
+	cmake -S . -B $(BUILD) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+## test: every test: unit + integration, again under ASan/UBSan, and the fuzz targets (tools/run-tests.sh)
+test:
+	tools/install-deps.sh test
+	tools/run-tests.sh
+
+## demo: the main job: bring up the emulated card and talk to it from a client (tools/demo.sh)
+demo: build
+	tools/install-deps.sh demo
+	CMFW=$(BUILD)/firmware/app/cmfw tools/demo.sh
+
+## bench: benchmarks; they print figures and never fail on time
+bench: build
+	tools/install-deps.sh bench
+	CMFW=$(BUILD)/firmware/app/cmfw bash tests/bench/ping_flood.sh
+
+deps:
+	tools/install-deps.sh build test demo bench
+
+clean:
+	rm -rf build build-asan build-fuzz build*.configure.log
