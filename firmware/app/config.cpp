@@ -1,0 +1,111 @@
+#include "app/config.hpp"
+
+#include "link/fault_profile_parse.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <sstream>
+
+namespace cm::app {
+
+ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
+{
+    FirmwareConfig config;
+    std::string mac_text;
+    std::string ip_text;
+    std::string gateway_text;
+    std::string level_text = "info";
+    unsigned arp_reachable_s = 60;
+    unsigned arp_retries = 3;
+    std::string impair_both;
+    std::string impair_to_card;
+    std::string impair_to_client;
+
+    CLI::App app{"cmfw: the cm adapter's firmware. Owns one network port and one IPv4 address on it.", "cmfw"};
+    app.set_config("--config", "", "read options from a TOML/INI file (keys are the long option names)");
+    app.set_version_flag("--version", std::string(CM_VERSION));
+    app.add_option("--interface", config.interface, "network port to own (e.g. the card side of a veth)")->required();
+    app.add_option("--ip", ip_text, "the card's address and subnet, e.g. 198.18.0.2/24")->required();
+    app.add_option("--mac", mac_text, "the card's MAC address, e.g. 02:00:00:00:00:02")->required();
+    app.add_option("--gateway", gateway_text, "next hop for off-subnet destinations (default: none)");
+    app.add_option("--pcap-tap", config.pcap_tap, "write every frame received and sent to this .pcap file");
+    CLI::Option* impair_both_option = app.add_option("--impair", impair_both,
+                   "impair both directions of the port in user space, netem syntax: \"delay 20ms [5ms] loss 1% "
+                   "duplicate 1% reorder 5% rate 10mbit limit 1000 seed 7\"");
+    CLI::Option* impair_to_card_option = app.add_option("--impair-to-card", impair_to_card, "impair only frames received on the port (overrides --impair)");
+    CLI::Option* impair_to_client_option = app.add_option("--impair-to-client", impair_to_client, "impair only frames sent on the port (overrides --impair)");
+    app.add_option("--counters-file", config.counters_file, "write counters here on SIGUSR1 and at exit");
+    app.add_option("--ready-file", config.ready_file, "create this file (our pid) once the port is up");
+    app.add_option("--log-level", level_text, "debug, info, warn or error")->capture_default_str();
+    app.add_option("--rx-batch", config.net.rx_batch, "frames taken from the port per loop iteration")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--arp-reachable", arp_reachable_s, "seconds a resolved neighbour is trusted")
+        ->check(CLI::Range(1, 86400))
+        ->capture_default_str();
+    app.add_option("--arp-retries", arp_retries, "requests before a neighbour is given up")
+        ->check(CLI::Range(1, 100))
+        ->capture_default_str();
+
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    if (!reversed.empty()) {
+        reversed.pop_back();  // argv[0]
+    }
+    try {
+        app.parse(reversed);
+    } catch (const CLI::ParseError& e) {
+        std::ostringstream out;
+        std::ostringstream err;
+        const int code = app.exit(e, out, err);
+        return ParseOutcome{std::nullopt, code, out.str() + err.str()};
+    }
+
+    const auto fail = [](std::string message) { return ParseOutcome{std::nullopt, 2, "cmfw: " + message + "\n"}; };
+    const auto mac = wire::MacAddress::parse(mac_text);
+    if (!mac || !mac->is_unicast() || mac->is_zero()) {
+        return fail("--mac: '" + mac_text + "' is not a unicast MAC address");
+    }
+    const auto cidr = wire::Ipv4Cidr::parse(ip_text);
+    if (!cidr || cidr->prefix_len > 32 || cidr->address.is_unspecified() || cidr->address.is_multicast() ||
+        cidr->address.is_broadcast()) {
+        return fail("--ip: '" + ip_text + "' is not a unicast address with a prefix length, e.g. 198.18.0.2/24");
+    }
+    config.net.mac = *mac;
+    config.net.address = *cidr;
+    if (!gateway_text.empty()) {
+        const auto gateway = wire::Ipv4Address::parse(gateway_text);
+        if (!gateway || !cidr->contains(*gateway)) {
+            return fail("--gateway: '" + gateway_text + "' is not an address inside " + ip_text);
+        }
+        config.net.gateway = *gateway;
+    }
+    if (!log::parse_level(level_text, config.log_level)) {
+        return fail("--log-level: '" + level_text + "' is not one of debug, info, warn, error");
+    }
+    // --impair gives both directions; the per-direction options override it. The option named in an error
+    // is the one the text came from.
+    struct Impairment {
+        const CLI::Option* option;
+        const std::string& text;
+        std::optional<link::FaultProfile>& out;
+    };
+    for (const Impairment& impairment :
+         {Impairment{impair_to_card_option, impair_to_card, config.impair_to_card},
+          Impairment{impair_to_client_option, impair_to_client, config.impair_to_client}}) {
+        const CLI::Option* given = impairment.option->count() > 0 ? impairment.option : impair_both_option;
+        if (given->count() == 0) {
+            continue;
+        }
+        const auto profile = link::parse_fault_profile(given == impair_both_option ? impair_both : impairment.text);
+        if (!profile) {
+            return fail(given->get_name() + ": " + profile.error());
+        }
+        impairment.out = *profile;
+    }
+    config.net.arp.reachable_time = std::chrono::seconds(arp_reachable_s);
+    config.net.arp.max_retries = arp_retries;
+    return ParseOutcome{config, 0, {}};
+}
+
+}  // namespace cm::app

@@ -1,0 +1,38 @@
+// cmfw's configuration: one set of options, read from the command line and, with --config FILE, from a
+// TOML/INI file whose keys are the long option names (command line wins over the file).
+#pragma once
+
+#include "base/expected.hpp"
+#include "base/log.hpp"
+#include "link/fault_channel.hpp"
+#include "stack/interface.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cm::app {
+
+struct FirmwareConfig {
+    std::string interface;       // the card's network port
+    stack::InterfaceConfig net;  // MAC, address, gateway, ARP timers
+    std::string pcap_tap;        // write every frame to this .pcap file ("" = off)
+    // User-space impairment of the port (ImpairedLink), netem-style; none of either: no ImpairedLink at all.
+    std::optional<link::FaultProfile> impair_to_card;    // frames received on the port
+    std::optional<link::FaultProfile> impair_to_client;  // frames sent on the port
+    std::string counters_file;   // SIGUSR1 and exit write the counters here ("" = stderr on SIGUSR1)
+    std::string ready_file;      // created, holding our pid, once the port is open and announced
+    log::Level log_level = log::Level::info;
+};
+
+/// Outcome of parsing: either a config to run with, or an exit (help text, version, or an error message
+/// already formatted for the user) with the status to exit with.
+struct ParseOutcome {
+    std::optional<FirmwareConfig> config;
+    int exit_code = 0;
+    std::string message;
+};
+
+ParseOutcome parse_firmware_config(const std::vector<std::string>& args);
+
+}  // namespace cm::app

@@ -1,0 +1,199 @@
+#include "app/firmware.hpp"
+
+#include "base/log.hpp"
+#include "link/fault_profile_parse.hpp"
+#include "link/pcap_file_tap.hpp"
+#include "link/pcap_link.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+namespace cm::app {
+namespace {
+
+constexpr auto stats_interval = std::chrono::seconds(1);
+
+/// The link the stack talks to: the outermost of port, impairment, tap.
+link::Link& outer(const std::unique_ptr<link::Link>& port, const std::unique_ptr<link::ImpairedLink>& impaired,
+                  const std::unique_ptr<link::Link>& tap)
+{
+    if (tap) {
+        return *tap;
+    }
+    if (impaired) {
+        return *impaired;
+    }
+    return *port;
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<Firmware>, std::string> Firmware::create(const FirmwareConfig& config)
+{
+    link::PcapLinkConfig port_config;
+    port_config.interface = config.interface;
+    port_config.card_mac = config.net.mac.octets;
+    auto port = link::PcapLink::open(port_config);
+    if (!port) {
+        return Unexpected{port.error()};
+    }
+    auto clock = std::make_unique<SteadyClock>();
+    std::unique_ptr<link::ImpairedLink> impaired;
+    if (config.impair_to_card || config.impair_to_client) {
+        impaired = std::make_unique<link::ImpairedLink>(**port, *clock, config.impair_to_card.value_or(link::FaultProfile{}),
+                                                        config.impair_to_client.value_or(link::FaultProfile{}),
+                                                        port_config.tx_batch);
+    }
+    std::unique_ptr<link::Link> tap;
+    if (!config.pcap_tap.empty()) {
+        link::Link& inner = impaired ? static_cast<link::Link&>(*impaired) : **port;
+        auto opened = link::PcapFileTap::open(inner, config.pcap_tap);
+        if (!opened) {
+            return Unexpected{opened.error()};
+        }
+        tap = std::move(*opened);
+    }
+    link::PcapLink* pcap = port->get();
+    return std::unique_ptr<Firmware>(
+        new Firmware(config, std::move(clock), std::move(*port), pcap, std::move(impaired), std::move(tap)));
+}
+
+Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> clock, std::unique_ptr<link::Link> port,
+                   link::PcapLink* pcap, std::unique_ptr<link::ImpairedLink> impaired, std::unique_ptr<link::Link> tap)
+    : _config(config),
+      _clock(std::move(clock)),
+      _loop(*_clock),
+      _port(std::move(port)),
+      _impaired(std::move(impaired)),
+      _tap(std::move(tap)),
+      _interface(outer(_port, _impaired, _tap), _loop.timers(), config.net),
+      _icmp(_interface),
+      _pcap(pcap),
+      _stats_timer(&Firmware::on_stats_timer, this)
+{
+    _interface.register_counters(_counters);
+    _counters.add("icmp", _icmp.counters());
+    if (_impaired) {
+        _counters.add("impair.to_card", _impaired->rx_faults());
+        _counters.add("impair.to_client", _impaired->tx_faults());
+    }
+    _counters.add("timers", _loop.timers().counters());
+    _counters.add("loop", _loop.counters());
+    _loop.add_source(_interface);
+
+    // Signals arrive as readable data on a signalfd, handled by the loop like any other event.
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) {
+        sigaddset(&signals, s);
+    }
+    sigprocmask(SIG_BLOCK, &signals, nullptr);
+    _signal_fd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (_signal_fd < 0) {
+        throw std::runtime_error(fmt::format("signalfd: {}", std::strerror(errno)));
+    }
+    _loop.watch_fd(_signal_fd, [this] { on_signal(); });
+}
+
+Firmware::~Firmware()
+{
+    if (_signal_fd >= 0) {
+        ::close(_signal_fd);
+    }
+}
+
+void Firmware::on_signal()
+{
+    signalfd_siginfo info{};
+    while (::read(_signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        switch (info.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            log::info("signal {}: shutting down", info.ssi_signo == SIGTERM ? "TERM" : "INT");
+            _loop.stop();
+            break;
+        case SIGUSR1:
+            report_counters();
+            break;
+        default:
+            break;  // SIGHUP: nothing to reload yet
+        }
+    }
+}
+
+int Firmware::run()
+{
+    _interface.start();
+    _interface.flush();
+    _loop.timers().schedule_after(_stats_timer, stats_interval);
+    write_ready_file();
+    log::info("cmfw {} up: port {} mac {} address {}", CM_VERSION, _config.interface, _config.net.mac,
+              _config.net.address);
+    if (_impaired) {
+        log::info("impairing the port in user space: to card: {}; to client: {}",
+                  link::describe_fault_profile(_impaired->rx_profile()),
+                  link::describe_fault_profile(_config.impair_to_client.value_or(link::FaultProfile{})));
+    }
+    _loop.run();
+    _interface.flush();
+    report_counters();
+    if (!_config.ready_file.empty()) {
+        std::remove(_config.ready_file.c_str());
+    }
+    log::info("cmfw stopped");
+    return 0;
+}
+
+void Firmware::on_stats_timer(void* self)
+{
+    // libpcap's kernel drop count is read once a second, off the per-packet path.
+    auto* firmware = static_cast<Firmware*>(self);
+    firmware->_pcap->refresh_stats();
+    firmware->_loop.timers().schedule_after(firmware->_stats_timer, stats_interval);
+}
+
+void Firmware::write_ready_file() const
+{
+    if (_config.ready_file.empty()) {
+        return;
+    }
+    const std::string tmp = _config.ready_file + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << ::getpid() << '\n';
+    }
+    std::rename(tmp.c_str(), _config.ready_file.c_str());
+}
+
+void Firmware::report_counters() const
+{
+    std::string text;
+    _counters.for_each([&](std::string_view name, std::string_view, std::uint64_t value) {
+        text += fmt::format("{} {}\n", name, value);
+    });
+    if (_config.counters_file.empty()) {
+        std::fputs(text.c_str(), stderr);
+        return;
+    }
+    // Write-then-rename: a reader never sees a half-written file.
+    const std::string tmp = _config.counters_file + ".tmp";
+    std::FILE* out = std::fopen(tmp.c_str(), "w");
+    if (out == nullptr) {
+        log::warn("counters: cannot write {}: {}", tmp, std::strerror(errno));
+        return;
+    }
+    std::fputs(text.c_str(), out);
+    std::fclose(out);
+    if (std::rename(tmp.c_str(), _config.counters_file.c_str()) != 0) {
+        log::warn("counters: cannot rename to {}: {}", _config.counters_file, std::strerror(errno));
+    }
+}
+
+}  // namespace cm::app
