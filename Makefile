@@ -32,4 +32,4 @@ deps:
 	tools/install-deps.sh build test demo bench
 
 clean:
-	rm -rf build build-asan build-fuzz build*.configure.log
+	rm -rf build build-asan build-fuzz
