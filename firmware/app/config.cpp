@@ -18,6 +18,7 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     std::string level_text = "info";
     unsigned arp_reachable_s = 60;
     unsigned arp_retries = 3;
+    unsigned busy_poll_us = 0;
     std::string impair_both;
     std::string impair_to_card;
     std::string impair_to_client;
@@ -40,6 +41,11 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     app.add_option("--log-level", level_text, "debug, info, warn or error")->capture_default_str();
     app.add_option("--rx-batch", config.net.rx_batch, "frames taken from the port per loop iteration")
         ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--busy-poll", busy_poll_us,
+                   "microseconds to keep polling the port after the last packet before sleeping; trades a "
+                   "core for wake-up latency (0: sleep at once)")
+        ->check(CLI::Range(0, 1000000))
         ->capture_default_str();
     app.add_option("--arp-reachable", arp_reachable_s, "seconds a resolved neighbour is trusted")
         ->check(CLI::Range(1, 86400))
@@ -105,6 +111,7 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     }
     config.net.arp.reachable_time = std::chrono::seconds(arp_reachable_s);
     config.net.arp.max_retries = arp_retries;
+    config.busy_poll = std::chrono::microseconds(busy_poll_us);
     return ParseOutcome{config, 0, {}};
 }
 

@@ -23,6 +23,7 @@ struct FirmwareConfig {
     std::string counters_file;   // SIGUSR1 and exit write the counters here ("" = stderr on SIGUSR1)
     std::string ready_file;      // created, holding our pid, once the port is open and announced
     log::Level log_level = log::Level::info;
+    Duration busy_poll{0};       // spin this long after the last work before sleeping (0: sleep at once)
 };
 
 /// Outcome of parsing: either a config to run with, or an exit (help text, version, or an error message

@@ -87,6 +87,7 @@ Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> cl
     _counters.add("timers", _loop.timers().counters());
     _counters.add("loop", _loop.counters());
     _loop.add_source(_interface);
+    _loop.set_busy_poll(config.busy_poll);
 
     // Signals arrive as readable data on a signalfd, handled by the loop like any other event.
     sigset_t signals;

@@ -75,13 +75,28 @@ std::size_t EventLoop::run_once(Duration max_wait)
     for (EventSource* source : _sources) {
         source->flush();
     }
-    if (work == 0 && !_stopping) {
-        wait(max_wait);
+    if (work > 0) {
+        _last_work = now;
+    }
+    if (_stopping) {
+        return work;
+    }
+    if (work == 0 && now - _last_work >= _busy_poll) {
+        sleep(max_wait);
+    } else {
+        if (work == 0) {
+            ++_counters.busy_polls;
+        }
+        // Busy, or spinning: sources are polled every iteration, but the watched fds (signals, control)
+        // are only seen in epoll, so look at them without sleeping at least once a millisecond.
+        if (now - _last_event_check >= event_check_interval) {
+            wait_for_events(Duration::zero());
+        }
     }
     return work;
 }
 
-void EventLoop::wait(Duration max_wait)
+void EventLoop::sleep(Duration max_wait)
 {
     const TimePoint now = _clock.now();
     Duration timeout = max_wait;
@@ -96,6 +111,16 @@ void EventLoop::wait(Duration max_wait)
     }
     timeout = std::max(timeout, Duration::zero());
     ++_counters.sleeps;
+    if (wait_for_events(timeout)) {
+        ++_counters.wakeups_by_fd;
+    } else {
+        ++_counters.wakeups_by_timer;  // timeout, or EINTR: either way the next iteration looks again
+    }
+}
+
+bool EventLoop::wait_for_events(Duration timeout)
+{
+    _last_event_check = _clock.now();
     std::array<epoll_event, 16> events{};
     const int max_events = static_cast<int>(events.size());
     int n = -1;
@@ -113,10 +138,8 @@ void EventLoop::wait(Duration max_wait)
         n = epoll_wait(_epoll_fd, events.data(), max_events, static_cast<int>(ms));
     }
     if (n <= 0) {
-        ++_counters.wakeups_by_timer;  // timeout, or EINTR: either way the next iteration looks again
-        return;
+        return false;
     }
-    ++_counters.wakeups_by_fd;
     for (int i = 0; i < n; ++i) {
         const std::uint64_t tag = events[static_cast<std::size_t>(i)].data.u64;
         if ((tag & source_tag) == 0) {
@@ -124,6 +147,7 @@ void EventLoop::wait(Duration max_wait)
         }
         // Readable sources are polled by the next iteration.
     }
+    return true;
 }
 
 }  // namespace cm::core

@@ -41,9 +41,10 @@ public:
 
 #define CM_LOOP_COUNTERS(X)                                          \
     X(iterations, "loop iterations")                                 \
-    X(sleeps, "times the loop slept in epoll because it had no work") \
+    X(sleeps, "times the loop slept in epoll because it had no work")   \
     X(wakeups_by_fd, "sleeps ended by a readable fd")                \
-    X(wakeups_by_timer, "sleeps ended by a timer deadline, a source's wake-up time or timeout")
+    X(wakeups_by_timer, "sleeps ended by a timer deadline, a source's wake-up time or timeout") \
+    X(busy_polls, "iterations with no work that spun instead of sleeping (busy-poll window)")
 CM_DECLARE_COUNTERS(LoopCounters, CM_LOOP_COUNTERS)
 
 class EventLoop {
@@ -69,10 +70,22 @@ public:
     /// One iteration; sleeps at most `max_wait` when there is no work. Returns the work done.
     std::size_t run_once(Duration max_wait);
     void stop() noexcept { _stopping = true; }
+
+    /// After the last iteration that found work, keep polling the sources for `window` before sleeping
+    /// (OpenOnload's EF_POLL_USEC, Linux's busy_poll). Waking a sleeping thread costs a context switch and,
+    /// on an idle virtual CPU, far more; spinning trades a core for that latency. Zero, the default, sleeps
+    /// as soon as an iteration finds nothing to do.
+    void set_busy_poll(Duration window) noexcept { _busy_poll = window; }
     [[nodiscard]] bool stopping() const noexcept { return _stopping; }
 
 private:
-    void wait(Duration max_wait);
+    /// How often a busy loop still looks at the watched fds (signals, control) without sleeping.
+    static constexpr Duration event_check_interval = std::chrono::milliseconds(1);
+
+    /// Sleeps until the next timer, a source's wake-up time, a readable fd, or `max_wait`.
+    void sleep(Duration max_wait);
+    /// One epoll call with `timeout`; runs the callbacks of readable watched fds. True if any fd was ready.
+    bool wait_for_events(Duration timeout);
 
     Clock& _clock;
     TimerWheel _timers;
@@ -85,6 +98,9 @@ private:
     int _epoll_fd = -1;
     bool _stopping = false;
     bool _have_pwait2 = true;  // cleared when the kernel refuses epoll_pwait2
+    Duration _busy_poll{0};
+    TimePoint _last_work{};
+    TimePoint _last_event_check{};
     LoopCounters _counters;
 };
 

@@ -4,6 +4,8 @@
 #
 #   - card:   client ns --veth--> card ns (cmfw, libpcap)            ping -f -c N 198.18.0.2
 #   - kernel: client ns --veth--> peer ns (an address on the veth)   ping -f -c N 198.18.1.2
+#   - card, busy-polling: a second emulator whose cmfw runs with --busy-poll (it spins for that many
+#     microseconds after each packet instead of sleeping; see EventLoop::set_busy_poll)
 #
 # Reports per peer: loss, ping's wall time, packets per second; for the card, cmfw's CPU time (utime +
 # stime from /proc/PID/stat) per echo; for both, the whole machine's busy CPU time per echo (from
@@ -12,7 +14,8 @@
 # figure). It prints figures and never fails on them; it fails only when the setup fails.
 #
 # Environment: CM_BENCH_COUNT (echo requests per run, default 20000), CM_BENCH_SIZE (ICMP payload bytes,
-# default 56), CM_BENCH_DEADLINE (seconds per run, default 120), CMEMU, CMFW (as for tools/cmemu).
+# default 56), CM_BENCH_DEADLINE (seconds per run, default 120), CM_BENCH_BUSY_POLL_US (the busy-polling
+# card's window, default 200), CMEMU, CMFW (as for tools/cmemu).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,12 +23,14 @@ CMEMU=${CMEMU:-$(cd "$HERE/../.." && pwd)/tools/cmemu}
 COUNT=${CM_BENCH_COUNT:-20000}
 SIZE=${CM_BENCH_SIZE:-56}
 DEADLINE=${CM_BENCH_DEADLINE:-120}
+BUSY_POLL_US=${CM_BENCH_BUSY_POLL_US:-200}
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || { echo "CM_BENCH_COUNT must be a positive integer" >&2; exit 2; }
 if [[ ! $SIZE =~ ^[0-9]+$ ]] || ((SIZE > 1472)); then echo "CM_BENCH_SIZE must be 0..1472" >&2; exit 2; fi
 ((EUID == 0)) || { echo "ping_flood: needs root (network namespaces, ping -f)" >&2; exit 1; }
 if [[ -n ${CMFW-} ]]; then export CMFW; fi
 
 EMU=bench-flood-$$
+EMU_BP=bench-flood-bp-$$
 HASH=$(printf '%s' "$EMU" | sha256sum | cut -c1-8)
 PEER_NS=cm-$EMU-peer
 PEER_CLIENT_IF=cmp$HASH # client-side end of the baseline pair
@@ -37,6 +42,7 @@ cleanup() {
     local rc=$?
     set +e
     "$CMEMU" down "$EMU" >/dev/null 2>&1
+    "$CMEMU" down "$EMU_BP" >/dev/null 2>&1
     if [[ -e /run/netns/$PEER_NS ]]; then
         ip netns pids "$PEER_NS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
         ip netns delete "$PEER_NS"
@@ -65,6 +71,12 @@ ip -n "$PEER_NS" link set dev "$PEER_IF" up
 ip -n "$CLIENT_NS" address add "$PEER_CLIENT_CIDR" dev "$PEER_CLIENT_IF"
 ip -n "$CLIENT_NS" link set dev "$PEER_CLIENT_IF" up
 echo "kernel: $PEER_IP (Linux $(uname -r) in namespace $PEER_NS)"
+"$CMEMU" up "$EMU_BP" -- --busy-poll "$BUSY_POLL_US" >/dev/null
+status_bp=$("$CMEMU" status "$EMU_BP")
+BP_CLIENT_NS=$(sed -n 's/^client_ns=//p' <<<"$status_bp")
+BP_CARD_IP=$(sed -n 's/^card_ip=//p' <<<"$status_bp")
+BP_CMFW_PID=$(sed -n 's/^cmfw_pid=//p' <<<"$status_bp")
+echo "card, --busy-poll $BUSY_POLL_US: $BP_CARD_IP (cmfw pid $BP_CMFW_PID, emulator $EMU_BP)"
 
 CLK_TCK=$(getconf CLK_TCK)
 # cpu_ticks PID: utime + stime of a process, in clock ticks.
@@ -144,6 +156,14 @@ flood "$PEER_IP"
 K_SENT=$SENT K_RECV=$RECEIVED K_LOSS=$LOSS K_WALL=$WALL_S K_MACH=$MACHINE_TICKS K_RTT=$RTT
 echo "done: $K_RECV/$K_SENT in ${K_WALL}s"
 
+echo "== flood: card, --busy-poll $BUSY_POLL_US"
+MAIN_CLIENT_NS=$CLIENT_NS MAIN_CMFW_PID=$CMFW_PID
+CLIENT_NS=$BP_CLIENT_NS CMFW_PID=$BP_CMFW_PID
+flood "$BP_CARD_IP"
+CLIENT_NS=$MAIN_CLIENT_NS CMFW_PID=$MAIN_CMFW_PID
+B_SENT=$SENT B_RECV=$RECEIVED B_LOSS=$LOSS B_WALL=$WALL_S B_MACH=$MACHINE_TICKS B_FW=$CMFW_TICKS B_RTT=$RTT
+echo "done: $B_RECV/$B_SENT in ${B_WALL}s"
+
 echo "== counters (icmp)"
 "$CMEMU" counters "$EMU" 2>/dev/null | grep -E '^icmp\.' || echo "(no icmp counters)"
 
@@ -153,9 +173,11 @@ printf '%-8s %8s %8s %7s %8s %8s %-22s %14s %16s\n' peer sent received loss% wal
     cmfw_cpu_us/echo machine_cpu_us/echo
 printf '%-8s %8s %8s %7s %8s %8s %-22s %14s %16s\n' card "$C_SENT" "$C_RECV" "$C_LOSS" "$C_WALL" \
     "$(rate "$C_RECV" "$C_WALL")" "${C_RTT:--}" "$(per_echo_us "$C_FW" "$C_SENT")" "$(per_echo_us "$C_MACH" "$C_SENT")"
+printf '%-8s %8s %8s %7s %8s %8s %-22s %14s %16s\n' card+bp "$B_SENT" "$B_RECV" "$B_LOSS" "$B_WALL" \
+    "$(rate "$B_RECV" "$B_WALL")" "${B_RTT:--}" "$(per_echo_us "$B_FW" "$B_SENT")" "$(per_echo_us "$B_MACH" "$B_SENT")"
 printf '%-8s %8s %8s %7s %8s %8s %-22s %14s %16s\n' kernel "$K_SENT" "$K_RECV" "$K_LOSS" "$K_WALL" \
     "$(rate "$K_RECV" "$K_WALL")" "${K_RTT:--}" - "$(per_echo_us "$K_MACH" "$K_SENT")"
-awk -v c="$C_WALL" -v k="$K_WALL" 'BEGIN { if (k > 0) printf "wall-time ratio card/kernel: %.2f\n", c / k }'
+awk -v c="$C_WALL" -v b="$B_WALL" -v k="$K_WALL" 'BEGIN { if (k > 0) printf "wall-time ratio card/kernel: %.2f; card with --busy-poll/kernel: %.2f\n", c / k, b / k }'
 if [[ -n $C_FW_NS ]]; then
     awk -v ns="$C_FW_NS" -v n="$C_SENT" 'BEGIN { if (n > 0) printf "cmfw on-CPU time (schedstat): %.2f us/echo (%.1f ms in all)\n", ns / n / 1000, ns / 1e6 }'
 fi

@@ -180,3 +180,54 @@ TEST_CASE("the earliest of timers and source wake-ups ends the sleep", "[loop]")
     CHECK(fired == 0);
     timer.cancel();
 }
+
+TEST_CASE("a loop that always has work still services its watched fds (SIGTERM under load)", "[loop]")
+{
+    struct AlwaysBusy final : EventSource {
+        std::size_t poll(TimePoint) override { return 1; }
+        void flush() override {}
+        int wait_fd() const override { return -1; }
+    } busy;
+    SteadyClock clock;
+    EventLoop loop(clock);
+    loop.add_source(busy);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    bool seen = false;
+    loop.watch_fd(fds[0], [&] {
+        char c;
+        REQUIRE(::read(fds[0], &c, 1) == 1);
+        seen = true;
+        loop.stop();
+    });
+    REQUIRE(::write(fds[1], "x", 1) == 1);
+    const auto start = clock.now();
+    while (!loop.stopping() && clock.now() - start < 2s) {
+        loop.run_once(1s);
+    }
+    CHECK(seen);
+    CHECK(clock.now() - start < 100ms);  // within a few event-check intervals, not "whenever load stops"
+    CHECK(loop.counters().sleeps == 0);
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("busy polling spins for the configured window after the last work, then sleeps", "[loop]")
+{
+    ManualClock clock;
+    EventLoop loop(clock);
+    CountingSource source;
+    loop.add_source(source);
+    loop.set_busy_poll(50ms);
+    std::uint64_t one = 1;
+    REQUIRE(::write(source.fd, &one, sizeof one) == sizeof one);
+    CHECK(loop.run_once(0ms) == 1);
+    CHECK(loop.run_once(0ms) == 0);
+    clock.advance(49ms);
+    CHECK(loop.run_once(0ms) == 0);
+    CHECK(loop.counters().busy_polls == 2);
+    CHECK(loop.counters().sleeps == 0);
+    clock.advance(1ms);
+    CHECK(loop.run_once(0ms) == 0);
+    CHECK(loop.counters().sleeps == 1);  // the window has passed
+}
