@@ -36,7 +36,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t frame_len = 14 + 20 + 40;  // Ethernet + IPv4 + TCP with 20 bytes of options
-constexpr std::size_t max_batch = 256;
 
 struct Options {
     std::string interface;
