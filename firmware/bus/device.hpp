@@ -1,0 +1,83 @@
+// The emulated card's bus device: the bus memory (a shared-memory file, formatted at start), the attach
+// socket host processes connect to, and the doorbells, as one EventSource of cmfw's loop (no threads).
+//
+//   host process --connect--> attach socket (UNIX stream, path-based: works across network namespaces)
+//                <-- ivshmem-doorbell preamble: version, peer id, memory fd, card eventfds, own eventfds
+//                --> ATTACH n  <-- queue pair indices          (cm_bus_attach_msg, see cm/bus_abi.h)
+//   host writes card eventfd[q]  -> doorbell of queue pair q -> the loop wakes, poll() reads the ring
+//   card writes peer eventfd[q]  -> the host's notification of queue pair q
+//   socket EOF/HUP (exit or death) -> every queue pair of the peer is detached and reclaimed
+//
+// All fds (listening socket, peers' sockets, the card's doorbell eventfds) sit in one epoll set whose fd is
+// this source's wait_fd(): the loop sleeps on it like on any other source.
+#pragma once
+
+#include "base/counters.hpp"
+#include "base/expected.hpp"
+#include "bus/echo.hpp"
+#include "bus/engine.hpp"
+#include "core/event_loop.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cm::bus {
+
+struct BusDeviceConfig {
+    std::string memory_path;      // the shared-memory file; "" = no bus
+    std::string socket_path;      // the attach socket (replaced if it exists)
+    std::uint64_t size = 0;       // bytes; 0: the file's size as created by cmemu
+    LayoutParams layout;          // total_size is taken from the file / size
+    bool echo = false;            // run the echo test service
+    EngineConfig engine;
+};
+
+class BusDevice final : public core::EventSource {
+public:
+    static Expected<std::unique_ptr<BusDevice>, std::string> create(const BusDeviceConfig& config, TimePoint now);
+    ~BusDevice() override;
+    BusDevice(const BusDevice&) = delete;
+    BusDevice& operator=(const BusDevice&) = delete;
+
+    std::size_t poll(TimePoint now) override;
+    void flush() override { _engine->flush(); }
+    [[nodiscard]] int wait_fd() const override { return _epoll_fd; }
+    [[nodiscard]] std::optional<TimePoint> next_wakeup() const override { return _engine->next_wakeup(); }
+
+    [[nodiscard]] BusEngine& engine() noexcept { return *_engine; }
+    void register_counters(CounterRegistry& registry) const { registry.add("bus", _engine->counters()); }
+    /// Marks the memory stopped and closes every peer (cmfw is exiting).
+    void stop();
+
+private:
+    struct Peer {
+        int fd = -1;
+        std::uint32_t id = 0;
+        std::vector<int> vectors;      // eventfds: the card writes vector q to notify queue pair q
+        std::vector<std::uint8_t> in;  // partial request bytes
+    };
+
+    BusDevice() = default;
+    void accept_peers();
+    void serve_peer(std::uint32_t id);
+    void drop_peer(std::uint32_t id);
+    bool handle_request(Peer& peer, const cm_bus_attach_msg& request);
+    void notify(std::uint32_t qp);
+
+    BusDeviceConfig _config;
+    int _mem_fd = -1;
+    void* _map = nullptr;
+    std::size_t _size = 0;
+    int _listen_fd = -1;
+    int _epoll_fd = -1;
+    std::vector<int> _doorbells;           // the card's eventfds, one per queue pair
+    std::vector<int> _notify_fd;           // per queue pair: its owner's eventfd, or -1
+    std::map<std::uint32_t, Peer> _peers;  // by peer id
+    std::uint32_t _next_peer = 1;
+    std::unique_ptr<BusEngine> _engine;
+    std::unique_ptr<EchoService> _echo;
+};
+
+}  // namespace cm::bus

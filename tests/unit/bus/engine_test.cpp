@@ -1,0 +1,260 @@
+// The card's bus engine against a hand-driven host (fake_host.hpp): the echo path, flow control in both
+// directions, close semantics, every kind of bad descriptor, queue pair faults and reclaim.
+#include "fake_host.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+
+using namespace cm::bus;
+using namespace cm::bus::test;
+
+namespace {
+
+std::size_t count(const std::vector<cm_bus_desc>& events, std::uint16_t opcode)
+{
+    return static_cast<std::size_t>(
+        std::count_if(events.begin(), events.end(), [&](const cm_bus_desc& e) { return e.opcode == opcode; }));
+}
+
+const cm_bus_desc* find(const std::vector<cm_bus_desc>& events, std::uint16_t opcode)
+{
+    auto it = std::find_if(events.begin(), events.end(), [&](const cm_bus_desc& e) { return e.opcode == opcode; });
+    return it == events.end() ? nullptr : &*it;
+}
+
+void check_clean(Card& card)
+{
+    CHECK(card.engine->check_invariants().empty());
+}
+
+}  // namespace
+
+TEST_CASE("engine: formats the memory the way a host checks it")
+{
+    Card card;
+    std::string why;
+    CHECK(check_ctrl(card.engine->ctrl(), card.layout.total_size, why));
+    CHECK(card.engine->ctrl().fw_state == CM_BUS_FW_READY);
+    CHECK(card.engine->qp_header(0).state == CM_BUS_QP_FREE);
+    card.clock.advance(std::chrono::seconds(1));
+    card.run();
+    CHECK(card.engine->ctrl().heartbeat == 1);
+}
+
+TEST_CASE("engine: echo round trip, EOF both ways, graceful close")
+{
+    Card card;
+    Host host(card, 1);
+    const std::uint32_t conn = host.connect_echo();
+    REQUIRE(conn != 0);
+    host.submit(host.data(conn, host.h2c(0), "hello, card"));
+    card.run();
+    auto events = host.events();
+    const cm_bus_desc* done = find(events, CM_BUS_EV_TX_DONE);
+    REQUIRE(done != nullptr);
+    CHECK(done->slot == host.h2c(0));
+    const cm_bus_desc* echoed = find(events, CM_BUS_EV_DATA);
+    REQUIRE(echoed != nullptr);
+    CHECK(std::string(reinterpret_cast<const char*>(host.slot(echoed->slot)) + echoed->offset, echoed->len) == "hello, card");
+    cm_bus_desc ret = host.op(CM_BUS_SQ_BUF_RETURN);
+    ret.slot = echoed->slot;
+    host.submit(ret);
+    host.submit(host.op(CM_BUS_SQ_EOF, conn));
+    card.run();
+    events = host.events();
+    CHECK(count(events, CM_BUS_EV_EOF) == 1);
+    host.submit(host.op(CM_BUS_SQ_CLOSE, conn));
+    card.run();
+    events = host.events();
+    CHECK(count(events, CM_BUS_EV_CLOSED) == 1);
+    CHECK(card.engine->counters().conns_open == 0);
+    CHECK(card.engine->counters().c2h_lent == 0);
+    // The id is dead now: anything naming it is refused.
+    host.submit(host.op(CM_BUS_SQ_EOF, conn));
+    card.run();
+    CHECK(count(host.events(), CM_BUS_EV_ERROR) == 1);
+    CHECK(card.engine->counters().bad_conn == 1);
+    check_clean(card);
+}
+
+TEST_CASE("engine: flow control: the c2h window, then h2c credit exhaustion resets")
+{
+    Card card;  // credit 4 each way
+    Host host(card, 1);
+    const std::uint32_t conn = host.connect_echo();
+    REQUIRE(conn != 0);
+    // The host reads nothing (returns no c2h slot): 4 come back, the next 4 are held, then credit is gone.
+    for (std::uint32_t i = 0; i < 8; ++i) {
+        REQUIRE(host.submit(host.data(conn, host.h2c(i), "x")));
+        card.run();
+    }
+    auto events = host.events();
+    CHECK(count(events, CM_BUS_EV_DATA) == 4);
+    CHECK(count(events, CM_BUS_EV_TX_DONE) == 4);
+    CHECK(card.engine->counters().h2c_held == 4);
+    CHECK(card.engine->counters().c2h_lent == 4);
+    check_clean(card);
+    // Returning one c2h slot lets one held slot go back out.
+    const cm_bus_desc* first = find(events, CM_BUS_EV_DATA);
+    cm_bus_desc ret = host.op(CM_BUS_SQ_BUF_RETURN);
+    ret.slot = first->slot;
+    host.submit(ret);
+    card.run();
+    events = host.events();
+    CHECK(count(events, CM_BUS_EV_DATA) == 1);
+    CHECK(count(events, CM_BUS_EV_TX_DONE) == 1);
+    // Beyond credit: 4 held, a fifth and a sixth are refused and the connection is reset.
+    REQUIRE(host.submit(host.data(conn, host.h2c(8), "y")));
+    card.run();
+    REQUIRE(host.submit(host.data(conn, host.h2c(9), "z")));
+    card.run();
+    events = host.events();
+    CHECK(card.engine->counters().no_credit == 1);
+    const cm_bus_desc* reset = find(events, CM_BUS_EV_RESET);
+    REQUIRE(reset != nullptr);
+    CHECK(reset->conn == conn);
+    // The reset gave every held slot back (TX_DONE), including the refused one.
+    CHECK(card.engine->counters().h2c_held == 0);
+    host.submit(host.op(CM_BUS_SQ_CLOSE, conn));
+    card.run();
+    CHECK(count(host.events(), CM_BUS_EV_CLOSED) == 1);
+    check_clean(card);
+}
+
+TEST_CASE("engine: bad descriptors are counted and answered, the queue pair goes on")
+{
+    Card card;
+    Host host(card, 1);
+    Host other(card, 2);
+    const std::uint32_t conn = host.connect_echo();
+    const std::uint32_t other_conn = other.connect_echo();
+    REQUIRE(conn != 0);
+    REQUIRE(other_conn != 0);
+    cm_bus_desc d = host.op(0x7f);
+    host.submit(d);  // unknown opcode
+    d = host.op(CM_BUS_SQ_BUF_RETURN);
+    d.slot = host.card.layout.c2h_first(host.qp);  // never lent
+    host.submit(d);
+    d = host.op(CM_BUS_SQ_BUF_RETURN);
+    d.slot = 0xfffffff0u;  // nowhere
+    host.submit(d);
+    host.submit(host.data(conn + 0x10000, host.h2c(0), "stale generation"));
+    card.run();
+    auto events = host.events();
+    CHECK(count(events, CM_BUS_EV_ERROR) == 4);
+    const BusCounters& c = card.engine->counters();
+    CHECK(c.bad_opcode == 1);
+    CHECK(c.bad_return == 2);
+    CHECK(c.bad_conn == 1);
+    // A slot of another queue pair, and a length past the slot: the connection is reset.
+    host.submit(host.data(conn, other.h2c(0), "theirs"));
+    card.run();
+    CHECK(c.bad_slot == 1);
+    CHECK(count(host.events(), CM_BUS_EV_RESET) == 1);
+    const std::uint32_t conn2 = host.connect_echo();
+    d = host.data(conn2, host.h2c(1), "x");
+    d.offset = card.layout.slot_size - 1;
+    d.len = 2;
+    host.submit(d);
+    card.run();
+    CHECK(c.bad_length == 1);
+    // The same slot submitted twice while the card holds it.
+    host.submit(host.op(CM_BUS_SQ_SETOPT, conn2));
+    card.run();
+    CHECK(c.qp_faults == 0);
+    CHECK(host.hdr->state == CM_BUS_QP_ATTACHED);
+    // The other queue pair never noticed.
+    other.submit(other.data(other_conn, other.h2c(0), "fine"));
+    card.run();
+    CHECK(find(other.events(), CM_BUS_EV_DATA) != nullptr);
+    check_clean(card);
+}
+
+TEST_CASE("engine: an impossible index faults that queue pair only, detach reclaims it")
+{
+    Card card;
+    Host host(card, 1);
+    Host other(card, 2);
+    const std::uint32_t conn = host.connect_echo();
+    const std::uint32_t other_conn = other.connect_echo();
+    host.submit(host.data(conn, host.h2c(0), "held"));
+    host.hdr->sq_prod += 1000;
+    card.run();
+    CHECK(host.hdr->state == CM_BUS_QP_FAULT);
+    CHECK(host.hdr->fault == CM_BUS_FAULT_SQ_INDEX);
+    CHECK(card.engine->counters().qp_faults == 1);
+    other.submit(other.data(other_conn, other.h2c(0), "still here"));
+    card.run();
+    CHECK(find(other.events(), CM_BUS_EV_DATA) != nullptr);
+    CHECK(card.engine->detach_peer(1) == 1);
+    CHECK(host.hdr->state == CM_BUS_QP_FREE);
+    CHECK(card.engine->counters().conns_reclaimed == 1);
+    CHECK(card.engine->counters().qp_in_use == 1);
+    // The freed queue pair attaches again, clean.
+    Host again(card, 3);
+    CHECK(again.qp == host.qp);
+    CHECK(again.connect_echo() != 0);
+    check_clean(card);
+}
+
+TEST_CASE("engine: a host that does not read events stalls only itself")
+{
+    Card card;
+    Host host(card, 1);
+    const std::uint32_t conn = host.connect_echo();
+    host.events();
+    // NOPs answered with ACKs until the event ring is full; the card then leaves submissions in the ring.
+    int submitted = 0;
+    for (int round = 0; round < 10; ++round) {
+        while (host.submit(host.op(CM_BUS_SQ_NOP))) {
+            ++submitted;
+        }
+        card.run();
+    }
+    CHECK(host.eq.refresh());
+    CHECK(host.eq.available() <= card.layout.ring_entries);
+    CHECK(card.engine->counters().sq_descs < static_cast<std::uint64_t>(submitted) + 2);
+    // Reading the events lets the card go on.
+    const std::size_t first = host.events().size();
+    card.run();
+    CHECK(first > 0);
+    CHECK(!host.events().empty());
+    host.submit(host.op(CM_BUS_SQ_RESET, conn));
+    for (int i = 0; i < 10; ++i) {
+        card.run();
+        host.events();
+    }
+    CHECK(card.engine->counters().conns_open == 0);
+    check_clean(card);
+}
+
+TEST_CASE("engine: the echo service dials a listener (NEW_CONN with the client's address)")
+{
+    Card card;
+    Host host(card, 1);
+    cm_bus_desc listen = host.op(CM_BUS_SQ_LISTEN);
+    listen.aux = 8080;
+    host.submit(listen);
+    cm_bus_desc dial = host.op(CM_BUS_SQ_SET_GLOBAL);
+    dial.aux = CM_BUS_GOPT_ECHO_DIAL;
+    dial.value = 8080 | (3ull << 16);
+    host.submit(dial);
+    card.run();
+    const auto events = host.events();
+    CHECK(count(events, CM_BUS_EV_NEW_CONN) == 3);
+    const cm_bus_desc* n = find(events, CM_BUS_EV_NEW_CONN);
+    REQUIRE(n != nullptr);
+    CHECK(n->peer_addr == EchoService::test_client_addr);
+    CHECK(n->local_port == 8080);
+    CHECK(n->credit == card.layout.conn_credit);
+    CHECK(events.back().opcode == CM_BUS_EV_ACK);  // the answer after the connections
+    CHECK(events.back().status == 0);
+    cm_bus_desc listen_again = host.op(CM_BUS_SQ_LISTEN);
+    listen_again.aux = 8080;
+    host.submit(listen_again);
+    card.run();
+    CHECK(host.events().back().status == CM_BUS_EADDRINUSE);
+    check_clean(card);
+}
