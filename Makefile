@@ -27,6 +27,7 @@ demo: build
 bench: build
 	tools/install-deps.sh bench
 	CMFW=$(BUILD)/firmware/app/cmfw bash tests/bench/ping_flood.sh
+	CMFW=$(BUILD)/firmware/app/cmfw BUS_BENCH=$(BUILD)/tests/bench/bus_bench bash tests/bench/bus_bench.sh
 
 deps:
 	tools/install-deps.sh build test demo bench

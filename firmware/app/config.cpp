@@ -47,6 +47,48 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
                    "core for wake-up latency (0: sleep at once)")
         ->check(CLI::Range(0, 1000000))
         ->capture_default_str();
+    app.add_option("--bus-memory", config.bus.memory_path, "the host bus: this shared-memory file (cmemu creates it)");
+    app.add_option("--bus-socket", config.bus.socket_path, "the bus's attach socket for host processes (with --bus-memory)");
+    app.add_option("--bus-size", config.bus.size, "bus memory bytes (default: the file's size)");
+    app.add_option("--bus-queue-pairs", config.bus.layout.qp_count, "bus queue pairs")->capture_default_str();
+    app.add_option("--bus-ring-entries", config.bus.layout.ring_entries, "descriptors per bus ring (a power of two)")
+        ->capture_default_str();
+    app.add_option("--bus-slot-size", config.bus.layout.slot_size, "bytes per bus buffer slot")->capture_default_str();
+    app.add_option("--bus-credit", config.bus.layout.conn_credit, "slots in flight per bus connection and direction")
+        ->capture_default_str();
+    app.add_flag("--bus-echo", config.bus.echo, "run the bus echo test service (docs/bus.md)");
+    // TCP (docs/tcp.md): the limits the connection table, the control blocks and the pool are sized from.
+    std::string tcp_congestion = "cubic";
+    unsigned tcp_time_wait_ms = 1000;
+    bool tcp_no_syn_cookies = false;
+    app.add_flag("--test-services", config.test_services,
+                 "serve echo (7), discard (9) and chargen (19) on TCP (docs/tcp.md: how much chargen sends)");
+    app.add_option("--tcp-max-connections", config.tcp.max_connections, "TCP control blocks, every state but LISTEN")
+        ->check(CLI::Range(1, 16777216))
+        ->capture_default_str();
+    app.add_option("--tcp-syn-backlog", config.tcp.syn_backlog, "half-open connections per listener; beyond: SYN cookies")
+        ->check(CLI::Range(1, 16777216))
+        ->capture_default_str();
+    app.add_flag("--tcp-no-syn-cookies", tcp_no_syn_cookies, "drop SYNs beyond the backlog instead of answering with cookies");
+    app.add_option("--tcp-pool-chunks", config.tcp.pool_chunks, "chunks in the shared TCP data pool")
+        ->check(CLI::Range(16, 67108864))
+        ->capture_default_str();
+    app.add_option("--tcp-chunk-size", config.tcp.pool_chunk_size, "bytes per pool chunk")
+        ->check(CLI::Range(256, 65536))
+        ->capture_default_str();
+    app.add_option("--tcp-buffer-sets", config.tcp.buffer_sets,
+                   "connections with data buffers attached at once (0: as many as --tcp-max-connections)")
+        ->capture_default_str();
+    app.add_option("--tcp-send-buffer", config.tcp.send_buffer, "per-connection cap on queued outgoing bytes")
+        ->check(CLI::Range(1024, 1 << 30))
+        ->capture_default_str();
+    app.add_option("--tcp-recv-buffer", config.tcp.recv_buffer, "per-connection receive window (unread bytes)")
+        ->check(CLI::Range(4096, 1 << 30))
+        ->capture_default_str();
+    app.add_option("--tcp-time-wait", tcp_time_wait_ms, "milliseconds in TIME_WAIT")
+        ->check(CLI::Range(0, 240000))
+        ->capture_default_str();
+    app.add_option("--tcp-congestion", tcp_congestion, "congestion control: cubic or newreno")->capture_default_str();
     app.add_option("--arp-reachable", arp_reachable_s, "seconds a resolved neighbour is trusted")
         ->check(CLI::Range(1, 86400))
         ->capture_default_str();
@@ -112,6 +154,19 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     config.net.arp.reachable_time = std::chrono::seconds(arp_reachable_s);
     config.net.arp.max_retries = arp_retries;
     config.busy_poll = std::chrono::microseconds(busy_poll_us);
+    if (tcp_congestion == "cubic") {
+        config.tcp.congestion = tcp::CongestionAlgorithm::cubic;
+    } else if (tcp_congestion == "newreno") {
+        config.tcp.congestion = tcp::CongestionAlgorithm::newreno;
+    } else {
+        return fail("--tcp-congestion: '" + tcp_congestion + "' is not cubic or newreno");
+    }
+    config.tcp.time_wait = std::chrono::milliseconds(tcp_time_wait_ms);
+    config.tcp.syn_cookies = !tcp_no_syn_cookies;
+    if (!config.bus.memory_path.empty() && config.bus.socket_path.empty()) {
+        return fail("--bus-memory needs --bus-socket");
+    }
+    config.bus.engine.arm_after = config.busy_poll;  // the bus asks for doorbells only when the loop would sleep
     return ParseOutcome{config, 0, {}};
 }
 

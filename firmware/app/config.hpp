@@ -4,8 +4,10 @@
 
 #include "base/expected.hpp"
 #include "base/log.hpp"
+#include "bus/device.hpp"
 #include "link/fault_channel.hpp"
 #include "stack/interface.hpp"
+#include "tcp/tcp.hpp"
 
 #include <optional>
 #include <string>
@@ -24,6 +26,9 @@ struct FirmwareConfig {
     std::string ready_file;      // created, holding our pid, once the port is open and announced
     log::Level log_level = log::Level::info;
     Duration busy_poll{0};       // spin this long after the last work before sleeping (0: sleep at once)
+    bus::BusDeviceConfig bus;    // --bus-*: the host bus (no --bus-memory: no bus)
+    tcp::TcpConfig tcp;          // --tcp-*: limits and settings of the card's TCP (secret: random at start)
+    bool test_services = false;  // --test-services: echo (7), discard (9), chargen (19) on TCP
 };
 
 /// Outcome of parsing: either a config to run with, or an exit (help text, version, or an error message

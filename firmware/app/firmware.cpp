@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
 
 namespace cm::app {
 namespace {
@@ -86,7 +87,38 @@ Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> cl
     }
     _counters.add("timers", _loop.timers().counters());
     _counters.add("loop", _loop.counters());
+    {
+        // TCP: a fresh secret per start (table hash key, ISNs, SYN cookies). The layer is a source ahead of
+        // the interface, so the segments it queues leave in the same iteration's link flush.
+        tcp::TcpConfig tcp_config = config.tcp;
+        std::random_device random;
+        for (auto& byte : tcp_config.secret) {
+            byte = static_cast<std::uint8_t>(random());
+        }
+        _tcp = std::make_unique<tcp::TcpLayer>(_interface, _loop.timers(), *_clock, tcp_config);
+        _tcp->register_counters(_counters);
+        _loop.add_source(*_tcp);
+        if (config.test_services) {
+            _services = std::make_unique<tcp::TestServices>(*_tcp);
+            _services->register_counters(_counters);
+        }
+    }
     _loop.add_source(_interface);
+    if (!config.bus.memory_path.empty()) {
+        bus::BusDeviceConfig bus_config = config.bus;
+        bus_config.engine.fw_version_str = CM_VERSION;
+        unsigned major = 0, minor = 0, patch = 0;
+        if (std::sscanf(CM_VERSION, "%u.%u.%u", &major, &minor, &patch) == 3) {
+            bus_config.engine.fw_version = major << 16 | minor << 8 | patch;
+        }
+        auto bus = bus::BusDevice::create(bus_config, _clock->now());
+        if (!bus) {
+            throw std::runtime_error(bus.error());
+        }
+        _bus = std::move(*bus);
+        _bus->register_counters(_counters);
+        _loop.add_source(*_bus);
+    }
     _loop.set_busy_poll(config.busy_poll);
 
     // Signals arrive as readable data on a signalfd, handled by the loop like any other event.
@@ -144,6 +176,9 @@ int Firmware::run()
     }
     _loop.run();
     _interface.flush();
+    if (_bus) {
+        _bus->stop();
+    }
     report_counters();
     if (!_config.ready_file.empty()) {
         std::remove(_config.ready_file.c_str());

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "app/config.hpp"
+#include "bus/device.hpp"
 #include "base/clock.hpp"
 #include "base/counters.hpp"
 #include "core/event_loop.hpp"
@@ -15,6 +16,8 @@
 #include "link/pcap_link.hpp"
 #include "stack/icmp.hpp"
 #include "stack/interface.hpp"
+#include "tcp/tcp.hpp"
+#include "tcp/test_services.hpp"
 
 #include <memory>
 #include <string>
@@ -44,11 +47,14 @@ private:
     FirmwareConfig _config;
     std::unique_ptr<SteadyClock> _clock;  // made before the links, which read it (ImpairedLink)
     core::EventLoop _loop;
+    std::unique_ptr<bus::BusDevice> _bus;             // the host bus, when --bus-memory is given
     std::unique_ptr<link::Link> _port;                // the pcap link
     std::unique_ptr<link::ImpairedLink> _impaired;    // around the port, when --impair* is given
     std::unique_ptr<link::Link> _tap;                 // the pcap-file tap around those, when configured
     stack::NetworkInterface _interface;
     stack::IcmpLayer _icmp;
+    std::unique_ptr<tcp::TcpLayer> _tcp;          // after the interface it registers with
+    std::unique_ptr<tcp::TestServices> _services;  // --test-services; before the layer it listens on goes
     link::PcapLink* _pcap;  // == _port, for its libpcap statistics
     CounterRegistry _counters;
     core::Timer _stats_timer;
