@@ -28,6 +28,8 @@ bench: build
 	tools/install-deps.sh bench
 	CMFW=$(BUILD)/firmware/app/cmfw bash tests/bench/ping_flood.sh
 	CMFW=$(BUILD)/firmware/app/cmfw BUS_BENCH=$(BUILD)/tests/bench/bus_bench bash tests/bench/bus_bench.sh
+	CMFW=$(BUILD)/firmware/app/cmfw CM_TCPLOAD=$(BUILD)/tools/cm-tcpload CM_TCPSERVICES=$(BUILD)/tools/cm-tcpservices \
+	    bash tests/bench/tcp_bench.sh
 
 deps:
 	tools/install-deps.sh build test demo bench

@@ -19,6 +19,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/bench_lib.sh
+source "$HERE/bench_lib.sh"
 CMEMU=${CMEMU:-$(cd "$HERE/../.." && pwd)/tools/cmemu}
 COUNT=${CM_BENCH_COUNT:-20000}
 SIZE=${CM_BENCH_SIZE:-56}
@@ -33,9 +35,6 @@ EMU=bench-flood-$$
 EMU_BP=bench-flood-bp-$$
 HASH=$(printf '%s' "$EMU" | sha256sum | cut -c1-8)
 PEER_NS=cm-$EMU-peer
-PEER_CLIENT_IF=cmp$HASH # client-side end of the baseline pair
-PEER_IF=cmq$HASH        # kernel peer's end
-PEER_CLIENT_CIDR=198.18.1.1/24
 PEER_IP=198.18.1.2
 
 cleanup() {
@@ -43,10 +42,7 @@ cleanup() {
     set +e
     "$CMEMU" down "$EMU" >/dev/null 2>&1
     "$CMEMU" down "$EMU_BP" >/dev/null 2>&1
-    if [[ -e /run/netns/$PEER_NS ]]; then
-        ip netns pids "$PEER_NS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-        ip netns delete "$PEER_NS"
-    fi
+    kernel_peer_down "$PEER_NS"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -61,15 +57,7 @@ CLIENT_NS=$(get client_ns)
 CARD_IP=$(get card_ip)
 CMFW_PID=$(get cmfw_pid)
 echo "card:   $CARD_IP (cmfw pid $CMFW_PID, $(get fw))"
-# The kernel peer: a third namespace joined to the same client namespace by a second veth pair.
-ip netns add "$PEER_NS"
-ip link add "$PEER_CLIENT_IF" netns "$CLIENT_NS" type veth peer name "$PEER_IF" netns "$PEER_NS"
-ip netns exec "$PEER_NS" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1
-ip -n "$PEER_NS" link set dev lo up
-ip -n "$PEER_NS" address add "$PEER_IP/24" dev "$PEER_IF"
-ip -n "$PEER_NS" link set dev "$PEER_IF" up
-ip -n "$CLIENT_NS" address add "$PEER_CLIENT_CIDR" dev "$PEER_CLIENT_IF"
-ip -n "$CLIENT_NS" link set dev "$PEER_CLIENT_IF" up
+kernel_peer_up "$CLIENT_NS" "$PEER_NS" "$HASH"
 echo "kernel: $PEER_IP (Linux $(uname -r) in namespace $PEER_NS)"
 "$CMEMU" up "$EMU_BP" -- --busy-poll "$BUSY_POLL_US" >/dev/null
 status_bp=$("$CMEMU" status "$EMU_BP")
@@ -78,26 +66,6 @@ BP_CARD_IP=$(sed -n 's/^card_ip=//p' <<<"$status_bp")
 BP_CMFW_PID=$(sed -n 's/^cmfw_pid=//p' <<<"$status_bp")
 echo "card, --busy-poll $BUSY_POLL_US: $BP_CARD_IP (cmfw pid $BP_CMFW_PID, emulator $EMU_BP)"
 
-CLK_TCK=$(getconf CLK_TCK)
-# cpu_ticks PID: utime + stime of a process, in clock ticks.
-cpu_ticks() {
-    local s
-    s=$(cat "/proc/$1/stat")
-    s=${s##*) } # fields from 3 (state) on; utime and stime are fields 14 and 15
-    read -ra f <<<"$s"
-    echo $((f[11] + f[12]))
-}
-# cpu_ns PID: time on CPU in ns from /proc/PID/schedstat (finer than the ticks of /proc/PID/stat); "" if absent.
-cpu_ns() {
-    local ns _
-    if read -r ns _ 2>/dev/null <"/proc/$1/schedstat"; then echo "$ns"; else echo ""; fi
-}
-# machine_busy_ticks: busy (non-idle, non-iowait) ticks of all CPUs since boot.
-machine_busy_ticks() {
-    local _cpu user nice system _idle _iowait irq softirq steal
-    read -r _cpu user nice system _idle _iowait irq softirq steal _ </proc/stat
-    echo $((user + nice + system + irq + softirq + steal))
-}
 now_ns() { date +%s%N; }
 
 # flood TARGET: runs the flood; sets SENT RECEIVED LOSS WALL_S MACHINE_TICKS CMFW_TICKS.
