@@ -189,7 +189,13 @@ void TcpLayer::retransmit_timeout(Tcb& t)
     // RFC 6298 5.4-5.7 and RFC 5681 3.1: back off, collapse cwnd, go back to SND.UNA. The SACK scoreboard is
     // cleared (RFC 2018 8: the receiver may have reneged), recovery ends.
     ++_counters.rto_timeouts;
-    cc_on_rto(t.cc, _config.congestion, smss(t), static_cast<std::uint32_t>(t.snd_max - t.snd_una), _clock.now());
+    if (t.retries == 1) {
+        cc_on_rto(t.cc, _config.congestion, smss(t), static_cast<std::uint32_t>(t.snd_max - t.snd_una), _clock.now());
+    } else {
+        // The same segment timing out again: ssthresh stays where the first timeout put it (RFC 5681 3.1,
+        // equation 4 applies to the first retransmission only); cwnd stays at one segment.
+        cc_on_rto_repeat(t.cc, smss(t));
+    }
     t.rtt.back_off();
     t.flags &= ~(tcb_flag::in_recovery | tcb_flag::rtt_timing | tcb_flag::rtx_head);
     t.dupacks = 0;

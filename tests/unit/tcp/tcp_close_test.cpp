@@ -173,7 +173,7 @@ TEST_CASE("abort sends RST, drops queued data and gives the id up without a call
     CHECK(f.tcp.counters().conn_aborted == 1);
 }
 
-TEST_CASE("RST validation: exact, in window (challenge), outside (ignored); SYN challenged", "[tcp][rst][rfc5961]")
+TEST_CASE("RST validation: exact, in window (challenge), outside (ignored), SYN challenged", "[tcp][rst][rfc5961]")
 {
     TcpFixture f;
     const ConnectionId id = f.accept_connection(Seg().mss(1460));

@@ -129,7 +129,7 @@ TEST_CASE("the card respects the peer's window and avoids silly windows", "[tcp]
     CHECK(segs[0].sq() == f.local_seq + 2920u);
 }
 
-TEST_CASE("Nagle holds a small tail while data is unacknowledged; set_nodelay sends it", "[tcp][data]")
+TEST_CASE("Nagle holds a small tail while data is unacknowledged, set_nodelay sends it", "[tcp][data]")
 {
     TcpFixture f;
     const ConnectionId id = f.accept_connection(plain_syn());
@@ -147,7 +147,7 @@ TEST_CASE("Nagle holds a small tail while data is unacknowledged; set_nodelay se
     CHECK(f.sent_one().text() == "third");
 }
 
-TEST_CASE("send() takes what fits and asks for on_writable; reads open the window", "[tcp][data][flow]")
+TEST_CASE("send() takes what fits and asks for on_writable, reads open the window", "[tcp][data][flow]")
 {
     auto config = test_config();
     config.send_buffer = 10000;
@@ -373,7 +373,7 @@ TEST_CASE("an ACK for data never sent is answered with an ACK and ignored", "[tc
     CHECK(f.tcp.counters().rx_ack_unsent == 1);
 }
 
-TEST_CASE("the card's free memory bounds its window and its sending; everything comes back", "[tcp][flow][pool]")
+TEST_CASE("the card's free memory bounds its window and its sending, everything comes back", "[tcp][flow][pool]")
 {
     auto config = test_config();
     config.pool_chunks = 16;  // 32 KiB for everything
