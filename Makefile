@@ -13,9 +13,9 @@ build:
 	cmake -S . -B $(BUILD) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-## test: every test: unit + integration, again under ASan/UBSan, and the fuzz targets (tools/run-tests.sh)
+## test: every test: unit + integration + the driver VM test, again under ASan/UBSan, and the fuzz targets (tools/run-tests.sh)
 test:
-	tools/install-deps.sh test
+	tools/install-deps.sh test vm
 	tools/run-tests.sh
 
 ## demo: the main job: bring up the emulated card and talk to it from a client (tools/demo.sh)
@@ -32,7 +32,7 @@ bench: build
 	    bash tests/bench/tcp_bench.sh
 
 deps:
-	tools/install-deps.sh build test demo bench
+	tools/install-deps.sh build test demo bench vm
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -6,6 +6,7 @@
 #   tools/install-deps.sh test           + what the tests drive: namespaces, ping/arping, tcpdump, clang fuzzers
 #   tools/install-deps.sh demo           + what the demo drives
 #   tools/install-deps.sh bench          + what the benchmarks drive
+#   tools/install-deps.sh vm             + the host driver VM test: kernel image and headers, QEMU, busybox
 set -euo pipefail
 
 declare -A profile
@@ -13,10 +14,11 @@ profile[build]="build-essential cmake pkg-config libpcap-dev libfmt-dev libcli11
 profile[test]="iproute2 iputils-ping iputils-arping ethtool tcpdump procps python3 clang libclang-rt-14-dev"
 profile[demo]="iproute2 iputils-ping iputils-arping ethtool procps"
 profile[bench]="iproute2 iputils-ping ethtool procps"
+profile[vm]="linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static cpio kmod bc"
 
 want=()
 for p in "${@:-build}"; do
-    [[ -n "${profile[$p]:-}" ]] || { echo "install-deps: unknown profile '$p' (build, test, demo, bench)" >&2; exit 2; }
+    [[ -n "${profile[$p]:-}" ]] || { echo "install-deps: unknown profile '$p' (build, test, demo, bench, vm)" >&2; exit 2; }
     # every profile builds the project first
     read -r -a pkgs <<<"${profile[build]} ${profile[$p]}"
     want+=("${pkgs[@]}")

@@ -57,6 +57,8 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     app.add_option("--bus-credit", config.bus.layout.conn_credit, "slots in flight per bus connection and direction")
         ->capture_default_str();
     app.add_flag("--bus-echo", config.bus.echo, "run the bus echo test service (docs/bus.md)");
+    app.add_option("--bus-memory-peer-qps", config.bus.memory_peer_qps,
+                   "bus queue pairs lent up front to a host that has only the memory (a VM's ivshmem-plain driver)");
     // TCP (docs/tcp.md): the limits the connection table, the control blocks and the pool are sized from.
     std::string tcp_congestion = "cubic";
     unsigned tcp_time_wait_ms = 1000;

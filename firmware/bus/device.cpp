@@ -136,6 +136,12 @@ Expected<std::unique_ptr<BusDevice>, std::string> BusDevice::create(const BusDev
     if (config.echo) {
         d->_echo = std::make_unique<EchoService>(*d->_engine);
     }
+    // QEMU's ivshmem-plain never connects to the attach socket: a VM's driver takes these instead (bus_abi.h).
+    for (std::uint32_t i = 0; i < config.memory_peer_qps; ++i) {
+        if (!d->_engine->attach(CM_BUS_MEMORY_PEER)) {
+            return Unexpected{"bus: cannot lend " + std::to_string(config.memory_peer_qps) + " queue pairs to the memory peer"};
+        }
+    }
     log::info("bus: {} bytes at {}: {} queue pairs x {} ring entries, {} slots of {} bytes ({} per queue pair), "
               "attach socket {}{}",
               size, config.memory_path, layout->qp_count, layout->ring_entries, layout->slot_count,

@@ -31,6 +31,7 @@ struct BusDeviceConfig {
     std::uint64_t size = 0;       // bytes; 0: the file's size as created by cmemu
     LayoutParams layout;          // total_size is taken from the file / size
     bool echo = false;            // run the echo test service
+    std::uint32_t memory_peer_qps = 0;  // queue pairs lent up front to CM_BUS_MEMORY_PEER (a VM's driver)
     EngineConfig engine;
 };
 

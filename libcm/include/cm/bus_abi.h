@@ -388,6 +388,10 @@ CM_BUS_ASSERT_AT(struct cm_bus_desc, reserved, 62);
 #define CM_BUS_MSG_DETACH 2U                /* qps[0]: a queue pair of this peer */
 #define CM_BUS_MSG_REPLY 0x80U              /* status, count, qps[] */
 #define CM_BUS_ATTACH_MAX 8U
+/* owner_peer of the queue pairs the card lends up front to a host that reaches it only through the memory
+ * (QEMU's ivshmem-plain, whose PCI device never speaks the attach socket; cmfw --bus-memory-peer-qps N):
+ * the host's driver hands them out to its processes. */
+#define CM_BUS_MEMORY_PEER 0x7fffffffU
 
 struct cm_bus_attach_msg {
     cm_bus_u32 magic;           /* CM_BUS_ATTACH_MAGIC */

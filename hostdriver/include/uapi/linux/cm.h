@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * cm: the user-space interface of the cm card's host driver (hostdriver/cm_drv.c), /dev/cmN.
+ *
+ * One character device per card. What a process does with it:
+ *   - mmap(0, bus memory size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0): the card's bus memory (BAR2;
+ *     layout in cm/bus_abi.h). The data path (rings, slots) then needs no system call.
+ *   - CM_IOC_ATTACH / CM_IOC_DETACH: take and give back queue pairs. Queue pairs still attached when the
+ *     file is closed (including when the process dies) are released by the driver.
+ *   - poll()/select()/epoll: EPOLLIN when an attached queue pair's event ring has events (eq_prod != the
+ *     host's eq_cons); EPOLLERR when the card is gone or one of them faulted. Interrupt driven (MSI-X) when
+ *     the card has vectors, else a timer re-checks the event rings (module parameter poll_interval_ms).
+ *   - CM_IOC_WAIT: the same with a timeout, for one queue pair or any.
+ *
+ * Every ioctl returns 0 or -1 with errno; an unknown command fails with ENOTTY. Arguments use fixed-width
+ * fields and explicit padding; padding, reserved fields and undefined flags must be zero (else EINVAL),
+ * so they can be given a meaning later.
+ *
+ * Ioctl type 0xCB (not registered in Documentation/userspace-api/ioctl/ioctl-number.rst yet).
+ */
+#ifndef _UAPI_LINUX_CM_H
+#define _UAPI_LINUX_CM_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define CM_IOC_TYPE 0xCB
+#define CM_ATTACH_MAX 8            /* queue pairs per CM_IOC_ATTACH (= CM_BUS_ATTACH_MAX) */
+#define CM_WAIT_ANY 0xffffffffU    /* cm_wait.qp: any of this file's queue pairs */
+
+/* cm_info.flags */
+#define CM_INFO_F_MSIX (1U << 0)   /* notifications are MSI-X interrupts (else the polling timer) */
+#define CM_INFO_F_EMULATED (1U << 1) /* the emulated card behind QEMU's ivshmem device */
+
+/* CM_IOC_INFO: what the card is (copied from the validated control block) and how to map it. */
+struct cm_info {
+	__u32 abi_version;         /* the card's CM_BUS_ABI_VERSION */
+	__u32 fw_version;          /* major << 16 | minor << 8 | patch */
+	__u32 fw_state;            /* CM_BUS_FW_* now */
+	__u32 flags;               /* CM_INFO_F_* */
+	__u64 map_size;            /* bytes mmap() may map from offset 0 (the bus memory's total_size) */
+	__u64 format_id;           /* changes every time the card formats the memory */
+	__u64 heartbeat;           /* the card's heartbeat counter now */
+	__u32 qp_count;            /* queue pairs of the card */
+	__u32 qp_host;             /* queue pairs the card lent to this host (the driver hands them out) */
+	__u32 qp_free;             /* of those, not attached by any file now */
+	__u32 slot_size;
+	__u32 slots_per_qp;
+	__u32 conn_credit;
+	__u8 fw_version_str[32];   /* NUL-terminated */
+};
+
+/* CM_IOC_ATTACH: attach 1..CM_ATTACH_MAX queue pairs to this file. ENOSPC: none free. */
+struct cm_attach {
+	__u32 count;               /* in: queue pairs wanted */
+	__u32 flags;               /* in: zero */
+	__u32 attached;            /* out: how many were attached (>= 1 on success) */
+	__u32 pad;                 /* zero */
+	__u32 qps[CM_ATTACH_MAX];  /* out: their indices */
+};
+
+/* CM_IOC_DETACH: give back a queue pair of this file. EINVAL: not this file's. */
+struct cm_detach {
+	__u32 qp;
+	__u32 flags;               /* zero */
+};
+
+/*
+ * CM_IOC_WAIT: sleep until queue pair `qp` of this file (or any: CM_WAIT_ANY) has events, at most
+ * timeout_ms (0: do not sleep). 0 and `ready` set; ETIMEDOUT; EINTR; EIO when the queue pair faulted or
+ * the card stopped; EINVAL for a queue pair that is not this file's or a file without queue pairs.
+ */
+struct cm_wait {
+	__u32 qp;                  /* in */
+	__u32 timeout_ms;          /* in: at most CM_WAIT_MAX_MS */
+	__u32 flags;               /* in: zero */
+	__u32 ready;               /* out: a queue pair with events */
+};
+#define CM_WAIT_MAX_MS 600000U
+
+/*
+ * CM_IOC_FW_LOAD: write a firmware image into the card's flash (CAP_SYS_ADMIN). The arguments are checked
+ * (EINVAL: size 0 or above CM_FW_MAX_SIZE, flags; EFAULT: unreadable data); then the emulated card, which
+ * has no flash behind its BAR, answers EOPNOTSUPP (its firmware is the cmfw process: restart it instead).
+ */
+struct cm_fw_load {
+	__u64 data;                /* user address of the image */
+	__u64 size;                /* bytes */
+	__u32 flags;               /* zero */
+	__u32 pad;                 /* zero */
+};
+#define CM_FW_MAX_SIZE (64U << 20)
+
+/* CM_IOC_COUNTERS: the driver's counters for this card (since probe). */
+struct cm_counters {
+	__u64 opens;
+	__u64 mmaps;
+	__u64 attaches;            /* queue pairs attached */
+	__u64 detaches;            /* queue pairs detached by CM_IOC_DETACH */
+	__u64 released;            /* queue pairs released when their file closed */
+	__u64 irqs;                /* MSI-X interrupts */
+	__u64 timer_ticks;         /* polling timer runs */
+	__u64 waits;               /* CM_IOC_WAIT calls */
+	__u64 bad_ctrl;            /* control blocks refused (probe, reset) */
+	__u64 bad_qp;              /* queue pair headers or ring indices refused */
+	__u64 bad_ioctls;          /* ioctls refused with EINVAL or ENOTTY */
+	__u64 resets;
+};
+
+#define CM_IOC_INFO     _IOR(CM_IOC_TYPE, 0x00, struct cm_info)
+#define CM_IOC_ATTACH   _IOWR(CM_IOC_TYPE, 0x01, struct cm_attach)
+#define CM_IOC_DETACH   _IOW(CM_IOC_TYPE, 0x02, struct cm_detach)
+#define CM_IOC_WAIT     _IOWR(CM_IOC_TYPE, 0x03, struct cm_wait)
+/*
+ * CM_IOC_RESET (CAP_SYS_ADMIN): re-read and re-validate the card's control block, e.g. after the firmware
+ * restarted and formatted the memory again. EBUSY while any file has queue pairs attached; EPROTO when the
+ * control block is refused (the device then refuses everything but CM_IOC_INFO/COUNTERS/RESET with EIO).
+ * (The real card will also get a function-level reset here.)
+ */
+#define CM_IOC_RESET    _IO(CM_IOC_TYPE, 0x04)
+#define CM_IOC_FW_LOAD  _IOW(CM_IOC_TYPE, 0x05, struct cm_fw_load)
+#define CM_IOC_COUNTERS _IOR(CM_IOC_TYPE, 0x06, struct cm_counters)
+
+#endif /* _UAPI_LINUX_CM_H */
