@@ -216,7 +216,14 @@ void NetworkInterface::transmit_frame(const MacAddress& destination, std::uint16
         std::fill(frame.begin() + static_cast<std::ptrdiff_t>(len), frame.begin() + 60, std::byte{0});
         len = 60;
     }
-    if (_link.send(frame.first(len))) {
+    bool sent = _link.send(frame.first(len));
+    if (!sent && len <= _link.max_frame()) {
+        // The link's transmit batch is full (replies to a large receive batch, plus what the upper layers
+        // flush): send the batch now rather than drop the frame.
+        _link.flush();
+        sent = _link.send(frame.first(len));
+    }
+    if (sent) {
         ++_eth_counters.tx_frames;
     } else {
         ++_eth_counters.tx_link_dropped;

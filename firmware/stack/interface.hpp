@@ -73,7 +73,10 @@ struct InterfaceConfig {
     wire::MacAddress mac;
     wire::Ipv4Cidr address;                    // the card's IP and its subnet (on-link destinations)
     std::optional<wire::Ipv4Address> gateway;  // next hop for everything off-link; none: drop
-    std::size_t rx_batch = 64;                 // frames per loop iteration
+    std::size_t rx_batch = 256;                // frames per loop iteration: at least what the layers' output per
+                                               // iteration makes the peers answer (TCP's tx_budget, 192: one
+                                               // ACK per segment at worst), or the answers queue up in the
+                                               // port until the kernel drops them (link.rx_kernel_dropped)
     ArpConfig arp;
 };
 

@@ -99,6 +99,9 @@ inline constexpr std::uint32_t ev_readable = 1u << 25;
 inline constexpr std::uint32_t ev_writable = 1u << 26;
 inline constexpr std::uint32_t ev_timer = 1u << 27;
 inline constexpr std::uint32_t counted_syn_rcvd = 1u << 28;  // counted in its listener's backlog
+// memory
+inline constexpr std::uint32_t sender = 1u << 29;     // counted in tcp.senders (bytes queued, or pool_wait)
+inline constexpr std::uint32_t pool_wait = 1u << 30;  // on the layer's pool waiters (send found the pool empty)
 }  // namespace tcb_flag
 
 /// The buffers of a connection with data in flight or queued (see the top of the file).

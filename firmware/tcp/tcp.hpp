@@ -77,6 +77,8 @@ struct TcpConfig {
     std::size_t pool_chunk_size = 2048;   // the shared data pool ...
     std::size_t pool_chunks = 16384;      // ... (32 MiB by default)
     std::uint32_t send_buffer = 256 * 1024;  // per-connection cap on queued outgoing bytes
+    std::uint32_t send_buffer_min = 4096;    // under memory pressure a sender may still queue this much
+                                             // (Linux tcp_wmem[0]); see send_cap() in tcp_layer.cpp
     std::uint32_t recv_buffer = 256 * 1024;  // per-connection cap on received, unread bytes (the window)
     std::uint16_t mss = 1460;             // what we announce (the interface's MTU - 40)
     CongestionAlgorithm congestion = CongestionAlgorithm::cubic;
@@ -234,6 +236,9 @@ struct ConnectionInfo {
     X(conn_time_wait, "connections in TIME_WAIT now")                                                    \
     X(buffers_attached, "connections with buffers attached now")                                         \
     X(buffer_sets_exhausted, "times a connection needed buffers and no buffer set was free")            \
+    X(senders, "connections with bytes queued to send or waiting for pool room, now")                   \
+    X(send_share_limited, "send()/send_space() calls held to the connection's share of the pool")       \
+    X(pool_waiters, "connections waiting for pool room to send, now")                                     \
     X(api_stale_id, "API calls with an id that is no longer valid (ignored)")
 CM_DECLARE_COUNTERS(TcpCounters, CM_TCP_COUNTERS)
 
@@ -263,10 +268,17 @@ public:
     /// Queues up to data.size() bytes for sending; returns how many were taken (0 when the send buffer is
     /// full, the pool is exhausted, after shutdown_write/close, or for an invalid id). A short return (or
     /// a full buffer) arms on_writable.
+    ///
+    /// The send buffer is `send_buffer` while the pool can hold that much for every connection that is
+    /// sending; when it cannot (memory pressure), each sender's buffer is its equal share of three quarters
+    /// of the pool, never below `send_buffer_min` (Linux: tcp_mem pressure, sk_stream_moderate_sndbuf and
+    /// the per-socket fair share of __sk_mem_raise_allocated, tcp_wmem[0]). The shares converge: a
+    /// connection above its share takes nothing more until its ACKs bring it below.
     std::size_t send(ConnectionId id, wire::Bytes data);
-    /// Bytes send() would take now (per-connection cap minus queued; the pool may still run out). A send
-    /// that fills the buffer, a short send, and a send_space() of 0 all arm on_writable, which comes once
-    /// at least half of the buffer is free again.
+    /// Bytes send() would take now: the connection's send buffer (see send()) minus what is queued, and
+    /// no more than the pool has free. A send that fills the buffer, a short send, and a send_space() of 0
+    /// all arm on_writable, which comes once at least half of the buffer is free again (or, when the pool
+    /// was what ran out, once it has room again: waiters are woken a few at a time, oldest first).
     std::size_t send_space(ConnectionId id);
     /// Copies up to out.size() received bytes out and consumes them; opens the window.
     std::size_t read(ConnectionId id, wire::MutableBytes out);
@@ -353,6 +365,14 @@ private:
     [[nodiscard]] std::uint32_t now_ms() const noexcept;
     [[nodiscard]] std::uint32_t tsval(const Tcb& t) const noexcept;
     [[nodiscard]] std::size_t send_queued(const Tcb& t) const noexcept;
+    /// The connection's send buffer now: send_buffer, or its share of the pool under pressure (send()).
+    [[nodiscard]] std::size_t send_cap(const Tcb& t) const noexcept;
+    /// Keeps tcb_flag::sender and the senders gauge in step with the send queue and the pool wait.
+    void update_sender(Tcb& t) noexcept;
+    /// Puts `t` on the pool waiters (once) and arms on_writable.
+    void wait_for_pool(Tcb& t);
+    /// Wakes waiters (oldest first) for whom the pool has room now.
+    void wake_pool_waiters();
     [[nodiscard]] std::size_t recv_queued(const Tcb& t) const noexcept;
     void do_shutdown(Tcb& t);
     /// SMSS: the payload of a full-sized segment we send (the peer's MSS less our timestamp option).
@@ -432,7 +452,8 @@ private:
     std::vector<ConnectionId> _pending;      // connections with output to send (tcb_flag::pending)
     std::vector<ConnectionId> _pending_work;  // flush() swaps it with _pending
     std::vector<ClosedEvent> _closed_events;
-    std::vector<ConnectionId> _writable_waiters;  // short send() because the pool ran out
+    std::vector<ConnectionId> _writable_waiters;  // short send() because the pool ran out (tcb_flag::pool_wait)
+    std::size_t _waiters_head = 0;                // _writable_waiters[_waiters_head..] are still waiting
     std::uint16_t _next_ephemeral = 0;
     std::uint32_t _challenge_window_start = 0;
     std::uint32_t _challenge_count = 0;

@@ -590,6 +590,7 @@ bool TcpLayer::process_ack(Tcb& t, const Segment& seg)
         const std::uint32_t data_acked = static_cast<std::uint32_t>(std::min<std::size_t>(acked, queued));
         if (b != nullptr && data_acked > 0) {
             b->send.consume(_pool, data_acked);
+            update_sender(t);
         }
         // RTT: from the echoed timestamp (unambiguous, RFC 7323 4), else the timed segment (Karn).
         std::optional<Duration> sample;
@@ -647,7 +648,7 @@ bool TcpLayer::process_ack(Tcb& t, const Segment& seg)
         }
         if ((t.flags & tcb_flag::want_writable) != 0) {
             const std::size_t now_queued = send_queued(t);
-            if (now_queued <= _config.send_buffer / 2) {
+            if (now_queued <= send_cap(t) / 2) {
                 t.flags &= ~tcb_flag::want_writable;
                 t.flags |= tcb_flag::ev_writable;
             }

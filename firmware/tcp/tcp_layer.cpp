@@ -275,6 +275,12 @@ void TcpLayer::destroy(Tcb& t, CloseReason reason)
     }
     set_state(t, TcpState::closed);
     _table.erase(t.tuple);
+    if ((t.flags & tcb_flag::sender) != 0) {
+        --_counters.senders;
+    }
+    if ((t.flags & tcb_flag::pool_wait) != 0) {
+        --_counters.pool_waiters;  // (its id stays in _writable_waiters; the generation no longer matches)
+    }
     if (TcbBuffers* b = buffers(t)) {
         b->send.clear(_pool);
         b->recv.clear(_pool);
@@ -519,20 +525,24 @@ std::size_t TcpLayer::send(ConnectionId id, wire::Bytes data)
         return 0;
     }
     const std::size_t queued = send_queued(*t);
-    const std::size_t room = _config.send_buffer > queued ? _config.send_buffer - queued : 0;
+    const std::size_t cap = send_cap(*t);
+    const std::size_t room = cap > queued ? cap - queued : 0;
+    if (room < data.size() && cap < _config.send_buffer) {
+        ++_counters.send_share_limited;
+    }
     const std::size_t want = std::min(room, data.size());
     std::size_t taken = 0;
     if (want > 0) {
         if (TcbBuffers* b = attach_buffers(*t)) {
             taken = b->send.push(_pool, data.first(want));
         }
-        if (taken < want && (t->flags & tcb_flag::want_writable) == 0) {
-            // The pool (or the buffer sets) ran out, not the connection's cap: nothing of this connection's
-            // own may free room, so ask to be woken when the pool has chunks again (once per wait).
-            _writable_waiters.push_back(id);
+        if (taken < want) {
+            // The pool (or the buffer sets) ran out, not the connection's buffer: nothing of this connection's
+            // own may free room, so it waits for the pool.
+            wait_for_pool(*t);
         }
     }
-    if (taken < data.size() || queued + taken >= _config.send_buffer) {
+    if (taken < data.size() || queued + taken >= cap) {
         t->flags |= tcb_flag::want_writable;  // short, or now full: on_writable once half of it has gone
     }
     if (taken > 0) {
@@ -540,6 +550,7 @@ std::size_t TcpLayer::send(ConnectionId id, wire::Bytes data)
     } else {
         maybe_release_buffers(*t);
     }
+    update_sender(*t);
     return taken;
 }
 
@@ -550,11 +561,104 @@ std::size_t TcpLayer::send_space(ConnectionId id)
         return 0;
     }
     const std::size_t queued = send_queued(*t);
-    if (queued >= _config.send_buffer) {
+    const std::size_t cap = send_cap(*t);
+    if (queued >= cap) {
+        if (cap < _config.send_buffer) {
+            ++_counters.send_share_limited;
+        }
         t->flags |= tcb_flag::want_writable;  // the caller found it full: tell it when there is room
         return 0;
     }
-    return _config.send_buffer - queued;
+    // Never promise more than the pool holds now: an application that fills a buffer only to see send()
+    // take nothing wastes the loop's time (with a thousand such connections, enough of it to delay ACKs
+    // past the peer's retransmission timeout).
+    const bool has_set = t->buffers != 0 || _free_buffers != 0;
+    const std::size_t pool_room = has_set ? _pool.available() * _pool.chunk_size() : 0;
+    if (pool_room == 0) {
+        wait_for_pool(*t);
+        update_sender(*t);
+        return 0;
+    }
+    return std::min(cap - queued, pool_room);
+}
+
+std::size_t TcpLayer::send_cap(const Tcb& t) const noexcept
+{
+    // Linux's tcp_mem pressure, made deterministic: the pool is shared equally among the connections that
+    // are sending (bytes queued, or waiting for room), three quarters of it (the rest absorbs the partly
+    // filled chunks at the ends of each queue and the receive side), and a sender's buffer is its share,
+    // at most send_buffer, at least send_buffer_min (tcp_wmem[0]). With few senders the share is above
+    // send_buffer and nothing changes; with many, a connection above its share takes nothing until its
+    // ACKs bring it below, so the shares converge and the pool does not run dry.
+    const std::uint64_t others = _counters.senders - ((t.flags & tcb_flag::sender) != 0 ? 1 : 0);
+    const std::size_t senders = static_cast<std::size_t>(others) + 1;
+    const std::size_t share = (_pool.capacity() * 3 / 4) / senders * _pool.chunk_size();
+    const std::size_t cap = _config.send_buffer;
+    return std::clamp<std::size_t>(share, std::min<std::size_t>(_config.send_buffer_min, cap), cap);
+}
+
+void TcpLayer::update_sender(Tcb& t) noexcept
+{
+    const bool sending = send_queued(t) > 0 || (t.flags & tcb_flag::pool_wait) != 0;
+    if (sending == ((t.flags & tcb_flag::sender) != 0)) {
+        return;
+    }
+    if (sending) {
+        t.flags |= tcb_flag::sender;
+        ++_counters.senders;
+    } else {
+        t.flags &= ~tcb_flag::sender;
+        --_counters.senders;
+    }
+}
+
+void TcpLayer::wait_for_pool(Tcb& t)
+{
+    t.flags |= tcb_flag::want_writable;
+    if ((t.flags & tcb_flag::pool_wait) == 0) {
+        t.flags |= tcb_flag::pool_wait;
+        ++_counters.pool_waiters;
+        _writable_waiters.push_back(id_of(t));
+    }
+}
+
+void TcpLayer::wake_pool_waiters()
+{
+    // Oldest first, and only as many as the free chunks can give a minimum buffer each: waking every
+    // waiter whenever one chunk is free makes each of them try (and fail) again, every iteration.
+    const std::size_t floor_bytes = std::min(_config.send_buffer_min, _config.send_buffer);
+    const std::size_t per_waiter = std::max<std::size_t>(1, (floor_bytes + _pool.chunk_size() - 1) / _pool.chunk_size());
+    std::size_t wakes = _pool.available() / per_waiter;
+    while (wakes > 0 && _waiters_head < _writable_waiters.size()) {
+        const ConnectionId id = _writable_waiters[_waiters_head];
+        Tcb& t = _tcbs[id.index];
+        const bool current = t.generation == id.generation && t.state != TcpState::closed &&
+                             (t.flags & tcb_flag::pool_wait) != 0;
+        if (current && t.buffers == 0 && _free_buffers == 0) {
+            break;  // it needs a buffer set first: wait for one (the order is kept)
+        }
+        ++_waiters_head;
+        if (!current) {
+            continue;
+        }
+        t.flags &= ~tcb_flag::pool_wait;
+        --_counters.pool_waiters;
+        update_sender(t);
+        --wakes;
+        if ((t.flags & tcb_flag::want_writable) != 0 && (t.flags & tcb_flag::orphan) == 0) {
+            t.flags &= ~tcb_flag::want_writable;
+            t.flags |= tcb_flag::ev_writable;
+            notify(t);  // may send (and wait again: at the back of the list)
+        }
+    }
+    if (_waiters_head == _writable_waiters.size()) {
+        _writable_waiters.clear();
+        _waiters_head = 0;
+    } else if (_waiters_head > 64 && _waiters_head > _writable_waiters.size() / 2) {
+        _writable_waiters.erase(_writable_waiters.begin(),
+                                _writable_waiters.begin() + static_cast<std::ptrdiff_t>(_waiters_head));
+        _waiters_head = 0;
+    }
 }
 
 std::size_t TcpLayer::peek(ConnectionId id, wire::MutableBytes out) const
@@ -806,16 +910,8 @@ std::optional<TimePoint> TcpLayer::next_wakeup() const
 void TcpLayer::flush()
 {
     // Connections whose short send() was the pool's fault hear about it once chunks are free again.
-    if (!_writable_waiters.empty() && _pool.available() > 0 && _free_buffers != 0) {
-        std::vector<ConnectionId> waiters;
-        waiters.swap(_writable_waiters);
-        for (const ConnectionId id : waiters) {
-            if (Tcb* t = lookup(id); t != nullptr && (t->flags & tcb_flag::want_writable) != 0) {
-                t->flags &= ~tcb_flag::want_writable;
-                t->flags |= tcb_flag::ev_writable;
-                notify(*t);
-            }
-        }
+    if (_waiters_head < _writable_waiters.size() && _pool.available() > 0) {
+        wake_pool_waiters();
         deliver_closed_events();
     }
     if (_pending.empty()) {
