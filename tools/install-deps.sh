@@ -10,10 +10,10 @@
 set -euo pipefail
 
 declare -A profile
-profile[build]="build-essential cmake pkg-config libpcap-dev libfmt-dev libcli11-dev catch2"
-profile[test]="iproute2 iputils-ping iputils-arping ethtool tcpdump procps python3 clang libclang-rt-14-dev"
-profile[demo]="iproute2 iputils-ping iputils-arping ethtool procps"
-profile[bench]="iproute2 iputils-ping ethtool procps"
+profile[build]="build-essential cmake pkg-config libpcap-dev libfmt-dev libcli11-dev catch2 node-llhttp libssl-dev"
+profile[test]="iproute2 iputils-ping iputils-arping ethtool tcpdump procps python3 clang libclang-rt-14-dev curl wrk apache2-utils slowhttptest"
+profile[demo]="iproute2 iputils-ping iputils-arping ethtool procps curl wrk"
+profile[bench]="iproute2 iputils-ping ethtool procps curl wrk nginx-light"
 profile[vm]="linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static cpio kmod bc"
 
 want=()
