@@ -5,6 +5,9 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <tuple>
 #include <sstream>
 
 namespace cm::app {
@@ -22,6 +25,12 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     std::string impair_both;
     std::string impair_to_card;
     std::string impair_to_client;
+    // the proxy (proxy/proxy.hpp)
+    std::vector<std::string> proxy_http, proxy_pass, proxy_allow, proxy_deny;
+    std::string proxy_bus_mode = "pooled";
+    std::string proxy_require_header;
+    unsigned proxy_request_timeout_ms = 30000, proxy_keepalive_timeout_ms = 75000;
+    unsigned proxy_response_timeout_ms = 60000, proxy_send_timeout_ms = 60000;
 
     CLI::App app{"cmfw: the cm adapter's firmware. Owns one network port and one IPv4 address on it.", "cmfw"};
     app.set_config("--config", "", "read options from a TOML/INI file (keys are the long option names)");
@@ -98,6 +107,43 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         ->check(CLI::Range(1, 100))
         ->capture_default_str();
 
+    auto& px = config.proxy;
+    app.add_option("--proxy-http", proxy_http, "HTTP/1.1 proxy on this card port; PORT or PORT:HOST_PORT (repeatable)");
+    app.add_option("--proxy-pass", proxy_pass, "pass-through proxy on this card port; PORT or PORT:HOST_PORT (repeatable)");
+    app.add_option("--proxy-bus-mode", proxy_bus_mode, "bus connections: pooled (persistent, reused) or per-request")
+        ->capture_default_str();
+    app.add_option("--proxy-pool", px.pool_size, "pooled mode: persistent bus connections per HTTP port")
+        ->check(CLI::Range(1u, 65535u))
+        ->capture_default_str();
+    app.add_option("--proxy-max-clients", px.max_clients, "client connections held at once (0: the TCP limit)")
+        ->capture_default_str();
+    app.add_option("--proxy-max-bus", px.max_bus_connections, "bus connections open at once")
+        ->check(CLI::Range(1u, 1u << 20))
+        ->capture_default_str();
+    app.add_option("--proxy-max-header", px.limits.max_header_bytes, "request line + headers limit in bytes (431 beyond)")
+        ->check(CLI::Range(std::size_t{256}, std::size_t{1} << 24))
+        ->capture_default_str();
+    app.add_option("--proxy-max-body", px.limits.max_body_bytes, "request body limit in bytes (413 beyond)")
+        ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 32))
+        ->capture_default_str();
+    app.add_option("--proxy-response-buffer", px.response_buffer,
+                   "response bytes held per client beyond its TCP send buffer (then backpressure on the bus)")
+        ->capture_default_str();
+    app.add_option("--proxy-request-timeout", proxy_request_timeout_ms, "ms from a request's first byte to its end (408)")
+        ->capture_default_str();
+    app.add_option("--proxy-keepalive-timeout", proxy_keepalive_timeout_ms, "ms an idle client connection is kept")
+        ->capture_default_str();
+    app.add_option("--proxy-response-timeout", proxy_response_timeout_ms, "ms from a complete request to its response (503/504)")
+        ->capture_default_str();
+    app.add_option("--proxy-send-timeout", proxy_send_timeout_ms, "ms a client may take nothing of its response")
+        ->capture_default_str();
+    app.add_option("--proxy-allow", proxy_allow, "only these sources (CIDR, repeatable)");
+    app.add_option("--proxy-deny", proxy_deny, "refuse these sources (CIDR, repeatable; checked first)");
+    app.add_option("--proxy-per-source-max", px.security.per_source_max, "connections at once per source address (0: no cap)")
+        ->capture_default_str();
+    app.add_option("--proxy-require-header", proxy_require_header,
+                   "HTTP: requests must carry this header, 'Name' or 'Name: value' (403 otherwise)");
+
     std::vector<std::string> reversed(args.rbegin(), args.rend());
     if (!reversed.empty()) {
         reversed.pop_back();  // argv[0]
@@ -167,6 +213,66 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     config.tcp.syn_cookies = !tcp_no_syn_cookies;
     if (!config.bus.memory_path.empty() && config.bus.socket_path.empty()) {
         return fail("--bus-memory needs --bus-socket");
+    }
+    for (const auto& [texts, kind, option] : {std::tuple{&proxy_http, proxy::ProxyKind::http, "--proxy-http"},
+                                              std::tuple{&proxy_pass, proxy::ProxyKind::pass, "--proxy-pass"}}) {
+        for (const std::string& text : *texts) {
+            unsigned port = 0, host_port = 0;
+            char extra = 0;
+            const int n = std::sscanf(text.c_str(), "%u:%u%c", &port, &host_port, &extra);
+            if ((n != 1 && n != 2) || port == 0 || port > 65535 || host_port > 65535 ||
+                (n == 2 && host_port == 0)) {
+                return fail(std::string(option) + ": '" + text + "' is not PORT or PORT:HOST_PORT");
+            }
+            for (const auto& existing : px.ports) {
+                if (existing.port == port) {
+                    return fail(std::string(option) + ": port " + std::to_string(port) + " is given twice");
+                }
+            }
+            px.ports.push_back({static_cast<std::uint16_t>(port), kind, static_cast<std::uint16_t>(host_port)});
+        }
+    }
+    if (proxy_bus_mode == "pooled") {
+        px.bus_mode = proxy::BusMode::pooled;
+    } else if (proxy_bus_mode == "per-request") {
+        px.bus_mode = proxy::BusMode::per_request;
+    } else {
+        return fail("--proxy-bus-mode: '" + proxy_bus_mode + "' is not pooled or per-request");
+    }
+    for (const auto& [texts, out, option] : {std::tuple{&proxy_allow, &px.security.allow, "--proxy-allow"},
+                                             std::tuple{&proxy_deny, &px.security.deny, "--proxy-deny"}}) {
+        for (const std::string& text : *texts) {
+            const auto range = proxy::parse_source_range(text);
+            if (!range) {
+                return fail(std::string(option) + ": '" + text + "' is not an IPv4 address or CIDR (a.b.c.d/len)");
+            }
+            out->push_back(*range);
+        }
+    }
+    if (!proxy_require_header.empty()) {
+        const auto colon = proxy_require_header.find(':');
+        std::string name = proxy_require_header.substr(0, colon);
+        std::string value = colon == std::string::npos ? "" : proxy_require_header.substr(colon + 1);
+        const auto trim = [](std::string& s) {
+            s.erase(0, s.find_first_not_of(" \t"));
+            s.erase(s.find_last_not_of(" \t") + 1);
+        };
+        trim(name);
+        trim(value);
+        if (name.empty() || name.find_first_of(" \t") != std::string::npos) {
+            return fail("--proxy-require-header: '" + proxy_require_header + "' is not 'Name' or 'Name: value'");
+        }
+        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        px.security.required_header = name;
+        px.security.required_value = value;
+        px.limits.required_header = name;
+    }
+    px.request_timeout = std::chrono::milliseconds(proxy_request_timeout_ms);
+    px.keepalive_timeout = std::chrono::milliseconds(proxy_keepalive_timeout_ms);
+    px.response_timeout = std::chrono::milliseconds(proxy_response_timeout_ms);
+    px.send_timeout = std::chrono::milliseconds(proxy_send_timeout_ms);
+    if (!px.ports.empty() && config.bus.memory_path.empty()) {
+        return fail("--proxy-http/--proxy-pass need the host bus (--bus-memory, --bus-socket)");
     }
     config.bus.engine.arm_after = config.busy_poll;  // the bus asks for doorbells only when the loop would sleep
     return ParseOutcome{config, 0, {}};

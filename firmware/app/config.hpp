@@ -6,6 +6,7 @@
 #include "base/log.hpp"
 #include "bus/device.hpp"
 #include "link/fault_channel.hpp"
+#include "proxy/proxy.hpp"
 #include "stack/interface.hpp"
 #include "tcp/tcp.hpp"
 
@@ -29,6 +30,7 @@ struct FirmwareConfig {
     bus::BusDeviceConfig bus;    // --bus-*: the host bus (no --bus-memory: no bus)
     tcp::TcpConfig tcp;          // --tcp-*: limits and settings of the card's TCP (secret: random at start)
     bool test_services = false;  // --test-services: echo (7), discard (9), chargen (19) on TCP
+    proxy::ProxyConfig proxy;    // --proxy-*: the proxies by port (none: no proxy)
 };
 
 /// Outcome of parsing: either a config to run with, or an exit (help text, version, or an error message

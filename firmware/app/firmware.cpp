@@ -119,6 +119,15 @@ Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> cl
         _bus->register_counters(_counters);
         _loop.add_source(*_bus);
     }
+    if (!config.proxy.ports.empty()) {
+        // After the bus in the loop: the proxy's poll() dispatches what the bus callbacks left queued.
+        _proxy = std::make_unique<proxy::Proxy>(*_tcp, _bus->engine(), _loop.timers(), config.proxy);
+        if (std::string error = _proxy->start(); !error.empty()) {
+            throw std::runtime_error(error);
+        }
+        _proxy->register_counters(_counters);
+        _loop.add_source(*_proxy);
+    }
     _loop.set_busy_poll(config.busy_poll);
 
     // Signals arrive as readable data on a signalfd, handled by the loop like any other event.

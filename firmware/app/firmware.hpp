@@ -54,6 +54,7 @@ private:
     stack::NetworkInterface _interface;
     stack::IcmpLayer _icmp;
     std::unique_ptr<tcp::TcpLayer> _tcp;          // after the interface it registers with
+    std::unique_ptr<proxy::Proxy> _proxy;          // --proxy-*: after the bus and TCP it uses
     std::unique_ptr<tcp::TestServices> _services;  // --test-services; before the layer it listens on goes
     link::PcapLink* _pcap;  // == _port, for its libpcap statistics
     CounterRegistry _counters;
