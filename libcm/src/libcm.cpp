@@ -358,11 +358,31 @@ int wait(cm_qp* qp, std::uint64_t deadline_ns)
     return card_state(qp);
 }
 
+/// A blocking call slept (wait() took the notification and disarmed it); an application that puts cm_qp_fd in
+/// its epoll set must not be left without a wake-up for events that came meanwhile or come next. So: when
+/// entries are ready, make the notification fd readable ourselves; otherwise re-arm, as cm_qp_poll does.
+void restore_notification(cm_qp* qp)
+{
+    while (qp->ready.empty()) {
+        if (qp->eq.arm()) {
+            return;
+        }
+        if (process_events(qp) < 0) {
+            return;
+        }
+    }
+    const std::uint64_t one = 1;
+    if (::write(qp->dev->backend->notify_fd(qp->index), &one, sizeof one) < 0) {
+        // an eventfd only refuses at its 2^64-2 limit: it is readable then anyway
+    }
+}
+
 /// Runs rounds of process_events + wait until done() or the deadline (timeout_ms < 0: none).
 template <class Done>
 int wait_until(cm_qp* qp, int timeout_ms, Done done)
 {
     const std::uint64_t deadline = timeout_ms < 0 ? 0 : now_ns() + static_cast<std::uint64_t>(timeout_ms) * 1000000ULL + 1;
+    bool slept = false;
     for (;;) {
         const int rc = process_events(qp);
         if (rc < 0) {
@@ -370,12 +390,16 @@ int wait_until(cm_qp* qp, int timeout_ms, Done done)
         }
         if (done()) {
             publish(qp);
+            if (slept) {
+                restore_notification(qp);
+            }
             return 0;
         }
         if (timeout_ms == 0) {
             publish(qp);
             return -EAGAIN;
         }
+        slept = true;
         if (int w = wait(qp, deadline); w != 0) {
             return w;
         }
