@@ -65,25 +65,6 @@ void RequestFramer::reset()
     _keep_alive = false;
     _required_seen = false;
     _required_value.clear();
-    _line_len = 0;
-    _any_line = false;
-}
-
-void RequestFramer::scan_head(std::string_view data)
-{
-    for (std::size_t i = 0; i < data.size(); ++i) {
-        const char c = data[i];
-        if (c == '\n') {
-            if (_line_len == 0 && _any_line) {
-                _head_bytes = _bytes + i + 1;
-                return;
-            }
-            _any_line = _any_line || _line_len > 0;
-            _line_len = 0;
-        } else if (c != '\r') {
-            ++_line_len;
-        }
-    }
 }
 
 void RequestFramer::fail(int status, const char* reason)
@@ -98,17 +79,29 @@ std::size_t RequestFramer::feed(std::string_view data)
     if (_status != Status::need_more || data.empty()) {
         return 0;
     }
-    // The head must fit the limit before llhttp has seen its end: a client that never ends its headers
-    // is answered 431 as soon as it has sent too much, not when it stops.
-    if (!_headers_done && _bytes + data.size() > _limits.max_header_bytes) {
-        const std::size_t room = _limits.max_header_bytes - std::min(_bytes, _limits.max_header_bytes);
-        data = data.substr(0, room + 1);  // one byte past the limit decides
-    }
-    if (_head_bytes == 0) {
-        scan_head(data);
-    }
-    const llhttp_errno_t err = llhttp_execute(&_parser, data.data(), data.size());
+    llhttp_errno_t err = llhttp_execute(&_parser, data.data(), data.size());
     std::size_t used = data.size();
+    if (err == HPE_PAUSED && _status == Status::need_more) {
+        // Paused at the end of the head (on_headers_complete): llhttp says where the head ends, so the proxy
+        // rewrites exactly what llhttp parsed as headers. Then on with the body.
+        const auto head_end = static_cast<std::size_t>(llhttp_get_error_pos(&_parser) - data.data());
+        _head_bytes = _bytes + head_end;
+        // The answers that depend on the whole head, in the order a client broke them.
+        if (_head_bytes > _limits.max_header_bytes) {
+            fail(431, "request line and headers too large");
+        } else if ((_parser.flags & F_CONTENT_LENGTH) != 0 && _parser.content_length > _limits.max_body_bytes) {
+            fail(413, "Content-Length over the body limit");
+        } else if (_expect_other) {
+            fail(417, "Expect other than 100-continue");
+        }
+        if (_status == Status::error) {
+            _bytes += head_end;
+            return head_end;
+        }
+        llhttp_resume(&_parser);
+        err = llhttp_execute(&_parser, data.data() + head_end, data.size() - head_end);  // also when empty: a
+        // request without a body completes here
+    }
     if (err == HPE_PAUSED) {
         used = static_cast<std::size_t>(llhttp_get_error_pos(&_parser) - data.data());
         llhttp_resume(&_parser);
@@ -117,8 +110,13 @@ std::size_t RequestFramer::feed(std::string_view data)
         // proxy does not tunnel it (docs/proxy.md).
         used = static_cast<std::size_t>(llhttp_get_error_pos(&_parser) - data.data());
     } else if (err != HPE_OK && _status != Status::error) {
-        fail(400, llhttp_errno_name(err));
         used = static_cast<std::size_t>(std::max<std::ptrdiff_t>(0, llhttp_get_error_pos(&_parser) - data.data()));
+        // Past the head limit the limit is what the client broke first (also when the bytes came in pieces).
+        if (!_headers_done && _bytes + used > _limits.max_header_bytes) {
+            fail(431, "request line and headers too large");
+        } else {
+            fail(400, llhttp_errno_name(err));
+        }
     }
     _bytes += used;
     if (_status == Status::need_more && !_headers_done && _bytes > _limits.max_header_bytes) {
@@ -185,18 +183,10 @@ int RequestFramer::on_headers_complete(llhttp_t* p)
     self._headers_done = true;
     self._method = p->method;
     self._has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
-    if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > self._limits.max_body_bytes) {
-        self.fail(413, "Content-Length over the body limit");
-        return -1;
-    }
-    if (self._expect_other) {
-        self.fail(417, "Expect other than 100-continue");
-        return -1;
-    }
     if (!self._has_body) {
         self._expect_continue = false;  // nothing to wait for
     }
-    return 0;
+    return HPE_PAUSED;  // feed() notes where the head ends and resumes
 }
 
 int RequestFramer::on_body(llhttp_t* p, const char* /*at*/, std::size_t len)

@@ -92,11 +92,6 @@ private:
     bool _keep_alive = false;
     bool _required_seen = false;
     std::string _required_value;
-    // Finding the end of the head (llhttp does not say where it is): the first empty line after a
-    // non-empty one. llhttp has validated the head by then, so no other line can be empty.
-    std::size_t _line_len = 0;
-    bool _any_line = false;
-    void scan_head(std::string_view data);
 };
 
 /// Frames one response at a time from a server, knowing the request it answers (HEAD has no body).
