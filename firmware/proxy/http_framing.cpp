@@ -59,6 +59,7 @@ void RequestFramer::reset()
     _field_done = false;
     _method = 0;
     _headers_done = false;
+    _http10 = false;
     _expect_continue = false;
     _expect_other = false;
     _has_body = false;
@@ -182,6 +183,7 @@ int RequestFramer::on_headers_complete(llhttp_t* p)
     auto& self = *static_cast<RequestFramer*>(p->data);
     self._headers_done = true;
     self._method = p->method;
+    self._http10 = p->http_major == 1 && p->http_minor == 0;
     self._has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
     if (!self._has_body) {
         self._expect_continue = false;  // nothing to wait for

@@ -52,6 +52,8 @@ public:
     /// The client sent Expect: 100-continue and a body is to follow.
     [[nodiscard]] bool expects_continue() const noexcept { return _expect_continue; }
     [[nodiscard]] bool is_head() const noexcept { return _method == HTTP_HEAD; }
+    /// Valid once headers_complete(): the request line says HTTP/1.0 (not persistent by default).
+    [[nodiscard]] bool is_http10() const noexcept { return _http10; }
     [[nodiscard]] bool has_body() const noexcept { return _has_body; }
     [[nodiscard]] std::uint64_t body_bytes() const noexcept { return _body_bytes; }
     /// Valid once complete(): the client's connection may carry another request.
@@ -86,6 +88,7 @@ private:
     bool _field_done = false;
     std::uint8_t _method = 0;
     bool _headers_done = false;
+    bool _http10 = false;
     bool _expect_continue = false;
     bool _expect_other = false;
     bool _has_body = false;

@@ -362,6 +362,11 @@ void Proxy::rewrite_head(Client& c)
             out.append(line).append("\r\n");
         }
     }
+    // HTTP/1.0 is not persistent by default: ask the server to keep the bus connection (an HTTP/1.0 client
+    // that asked for keep-alive then also finds it in the response; the card closes the others itself).
+    if (c.framer->is_http10()) {
+        out.append("Connection: keep-alive\r\n");
+    }
     // RFC 7239: who the client is, for the server (in pooled mode the bus connection says nothing).
     out.append(fmt::format("Forwarded: for=\"{}:{}\"\r\n\r\n", dotted(c.source), c.source_port));
     c.in.replace(0, head_len, out);
