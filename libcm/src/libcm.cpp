@@ -361,20 +361,22 @@ int wait(cm_qp* qp, std::uint64_t deadline_ns)
 /// A blocking call slept (wait() took the notification and disarmed it); an application that puts cm_qp_fd in
 /// its epoll set must not be left without a wake-up for events that came meanwhile or come next. So: when
 /// entries are ready, make the notification fd readable ourselves; otherwise re-arm, as cm_qp_poll does.
-void restore_notification(cm_qp* qp)
+/// Returns 0, or the negative errno of a fault found on the way.
+int restore_notification(cm_qp* qp)
 {
     while (qp->ready.empty()) {
         if (qp->eq.arm()) {
-            return;
+            return 0;
         }
-        if (process_events(qp) < 0) {
-            return;
+        if (const int rc = process_events(qp); rc < 0) {
+            return rc;
         }
     }
     const std::uint64_t one = 1;
     if (::write(qp->dev->backend->notify_fd(qp->index), &one, sizeof one) < 0) {
         // an eventfd only refuses at its 2^64-2 limit: it is readable then anyway
     }
+    return 0;
 }
 
 /// Runs rounds of process_events + wait until done() or the deadline (timeout_ms < 0: none).
@@ -391,7 +393,7 @@ int wait_until(cm_qp* qp, int timeout_ms, Done done)
         if (done()) {
             publish(qp);
             if (slept) {
-                restore_notification(qp);
+                (void)restore_notification(qp);  // a fault found here is reported by the next call
             }
             return 0;
         }
@@ -622,16 +624,11 @@ extern "C" int cm_qp_poll(cm_qp* qp, cm_ready* ready, int max, int timeout_ms)
         }
         ++n;
     }
-    if (qp->ready.empty()) {
-        // Ask for a notification of what comes next before the caller goes back to its loop.
-        while (!qp->eq.arm()) {
-            if (int p = process_events(qp); p < 0) {
-                return p;
-            }
-            if (!qp->ready.empty()) {
-                break;
-            }
-        }
+    // Before the caller goes back to its loop: a notification of what comes next, or, when entries are
+    // still (or newly) ready, the fd readable now. Returning with entries ready, the event ring unarmed and
+    // the fd drained left a server asleep with requests waiting (seen under ASan, where the window is wide).
+    if (const int fault = restore_notification(qp); fault < 0 && n == 0) {
+        return fault;
     }
     return n;
 }
