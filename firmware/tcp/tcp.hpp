@@ -367,6 +367,8 @@ private:
     [[nodiscard]] std::size_t send_queued(const Tcb& t) const noexcept;
     /// The connection's send buffer now: send_buffer, or its share of the pool under pressure (send()).
     [[nodiscard]] std::size_t send_cap(const Tcb& t) const noexcept;
+    /// Pool bytes send() may still take: what is free beyond the receive reserve (an eighth of the pool).
+    [[nodiscard]] std::size_t send_pool_room() const noexcept;
     /// Keeps tcb_flag::sender and the senders gauge in step with the send queue and the pool wait.
     void update_sender(Tcb& t) noexcept;
     /// Puts `t` on the pool waiters (once) and arms on_writable.

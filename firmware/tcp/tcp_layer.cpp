@@ -530,8 +530,12 @@ std::size_t TcpLayer::send(ConnectionId id, wire::Bytes data)
     if (room < data.size() && cap < _config.send_buffer) {
         ++_counters.send_share_limited;
     }
-    const std::size_t want = std::min(room, data.size());
+    const std::size_t pool_room = send_pool_room();
+    const std::size_t want = std::min({room, data.size(), pool_room});
     std::size_t taken = 0;
+    if (want < std::min(room, data.size())) {
+        wait_for_pool(*t);  // the pool's receive reserve is reached: wait until senders give chunks back
+    }
     if (want > 0) {
         if (TcbBuffers* b = attach_buffers(*t)) {
             taken = b->send.push(_pool, data.first(want));
@@ -573,13 +577,23 @@ std::size_t TcpLayer::send_space(ConnectionId id)
     // take nothing wastes the loop's time (with a thousand such connections, enough of it to delay ACKs
     // past the peer's retransmission timeout).
     const bool has_set = t->buffers != 0 || _free_buffers != 0;
-    const std::size_t pool_room = has_set ? _pool.available() * _pool.chunk_size() : 0;
+    const std::size_t pool_room = has_set ? send_pool_room() : 0;
     if (pool_room == 0) {
         wait_for_pool(*t);
         update_sender(*t);
         return 0;
     }
     return std::min(cap - queued, pool_room);
+}
+
+std::size_t TcpLayer::send_pool_room() const noexcept
+{
+    // Senders never take the last eighth of the pool: it is the receive side's, so that a new client's
+    // request still finds room while thousands of slow readers hold the rest (without it the pool ran dry
+    // under slowhttptest's slow-read attack and new connections' data was dropped until they timed out).
+    const std::size_t reserve = _pool.capacity() / 8;
+    const std::size_t available = _pool.available();
+    return available > reserve ? (available - reserve) * _pool.chunk_size() : 0;
 }
 
 std::size_t TcpLayer::send_cap(const Tcb& t) const noexcept
@@ -593,7 +607,12 @@ std::size_t TcpLayer::send_cap(const Tcb& t) const noexcept
     const std::uint64_t others = _counters.senders - ((t.flags & tcb_flag::sender) != 0 ? 1 : 0);
     const std::size_t senders = static_cast<std::size_t>(others) + 1;
     const std::size_t share = (_pool.capacity() * 3 / 4) / senders * _pool.chunk_size();
-    const std::size_t cap = _config.send_buffer;
+    // And no more than twice what the peer's window lets fly: more would only sit in the pool. A slow
+    // reader that offers a few hundred bytes then holds send_buffer_min, not send_buffer; a fast one is
+    // not limited (its window is the bandwidth-delay product it can take), as with Linux's sndbuf
+    // autotuning, which sizes the buffer from what the connection can actually carry.
+    const std::size_t window_cap = 2 * std::size_t{std::max(t.snd_wnd, t.max_snd_wnd / 4)};
+    const std::size_t cap = std::min<std::size_t>(_config.send_buffer, std::max<std::size_t>(window_cap, _config.send_buffer_min));
     return std::clamp<std::size_t>(share, std::min<std::size_t>(_config.send_buffer_min, cap), cap);
 }
 
@@ -628,7 +647,7 @@ void TcpLayer::wake_pool_waiters()
     // waiter whenever one chunk is free makes each of them try (and fail) again, every iteration.
     const std::size_t floor_bytes = std::min(_config.send_buffer_min, _config.send_buffer);
     const std::size_t per_waiter = std::max<std::size_t>(1, (floor_bytes + _pool.chunk_size() - 1) / _pool.chunk_size());
-    std::size_t wakes = _pool.available() / per_waiter;
+    std::size_t wakes = send_pool_room() / _pool.chunk_size() / per_waiter;
     while (wakes > 0 && _waiters_head < _writable_waiters.size()) {
         const ConnectionId id = _writable_waiters[_waiters_head];
         Tcb& t = _tcbs[id.index];
