@@ -207,6 +207,10 @@ bool Proxy::client_accept(tcp::ConnectionId id, const tcp::FourTuple& tuple)
     c.fed = c.request_len = c.out_head = 0;
     ++_counters.clients_accepted;
     ++_counters.clients_active;
+    // The card writes whole responses: Nagle would hold a response's last partial segment until the
+    // client's delayed ACK of the one before (40 ms per keep-alive response), as it does for nginx without
+    // tcp_nodelay.
+    _tcp.set_nodelay(id, true);
     if (_ports[port].config.kind == ProxyKind::pass) {
         ++_counters.pass_clients;
         enqueue(c);
