@@ -18,10 +18,10 @@ test:
 	tools/install-deps.sh test vm
 	tools/run-tests.sh
 
-## demo: the main job: bring up the emulated card and talk to it from a client (tools/demo.sh)
+## demo: the main job: the emulated card with its HTTP proxy, the example server on libcm, curl and wrk (tools/demo.sh)
 demo: build
 	tools/install-deps.sh demo
-	CMFW=$(BUILD)/firmware/app/cmfw tools/demo.sh
+	CMFW=$(BUILD)/firmware/app/cmfw CMHTTPD=$(BUILD)/tools/cm-httpd tools/demo.sh
 
 ## bench: benchmarks; they print figures and never fail on time
 bench: build
@@ -30,6 +30,8 @@ bench: build
 	CMFW=$(BUILD)/firmware/app/cmfw BUS_BENCH=$(BUILD)/tests/bench/bus_bench bash tests/bench/bus_bench.sh
 	CMFW=$(BUILD)/firmware/app/cmfw CM_TCPLOAD=$(BUILD)/tools/cm-tcpload CM_TCPSERVICES=$(BUILD)/tools/cm-tcpservices \
 	    bash tests/bench/tcp_bench.sh
+	CMFW=$(BUILD)/firmware/app/cmfw CMHTTPD=$(BUILD)/tools/cm-httpd CMHTTPLOAD=$(BUILD)/tools/cm-httpload \
+	    bash tests/bench/proxy_bench.sh
 
 deps:
 	tools/install-deps.sh build test demo bench vm
