@@ -60,12 +60,24 @@ void RequestFramer::reset()
     _method = 0;
     _headers_done = false;
     _http10 = false;
+    _host_seen = false;
     _expect_continue = false;
     _expect_other = false;
     _has_body = false;
     _keep_alive = false;
     _required_seen = false;
     _required_value.clear();
+}
+
+RequestFramer::Field RequestFramer::kind_of_field() const
+{
+    if (_field == "expect") {
+        return Field::expect;
+    }
+    if (!_limits.required_header.empty() && _field == _limits.required_header) {
+        return Field::required;
+    }
+    return Field::other;
 }
 
 void RequestFramer::fail(int status, const char* reason)
@@ -94,6 +106,8 @@ std::size_t RequestFramer::feed(std::string_view data)
             fail(413, "Content-Length over the body limit");
         } else if (_expect_other) {
             fail(417, "Expect other than 100-continue");
+        } else if (!_host_seen && _parser.http_major == 1 && _parser.http_minor >= 1) {
+            fail(400, "HTTP/1.1 request without Host (RFC 9112 3.2)");
         }
         if (_status == Status::error) {
             _bytes += head_end;
@@ -143,9 +157,7 @@ int RequestFramer::on_header_value(llhttp_t* p, const char* at, std::size_t len)
     auto& self = *static_cast<RequestFramer*>(p->data);
     if (!self._field_done) {
         self._field_done = true;
-        self._field_kind = self._field == "expect"                                                  ? Field::expect
-                           : !self._limits.required_header.empty() && self._field == self._limits.required_header ? Field::required
-                                                                                                                 : Field::other;
+        self._field_kind = self.kind_of_field();
     }
     if (self._field_kind != Field::other) {
         self._value.append(at, std::min(len, max_tracked_value - std::min(self._value.size(), max_tracked_value)));
@@ -158,11 +170,10 @@ int RequestFramer::on_header_value_complete(llhttp_t* p)
     auto& self = *static_cast<RequestFramer*>(p->data);
     if (!self._field_done) {  // empty value: on_header_value was never called
         self._field_done = true;
-        self._field_kind = self._field == "expect" ? Field::expect
-                           : !self._limits.required_header.empty() && self._field == self._limits.required_header ? Field::required
-                                                                                                                 : Field::other;
+        self._field_kind = self.kind_of_field();
     }
     const std::string_view value = trim(self._value);
+    self._host_seen = self._host_seen || self._field == "host";
     if (self._field_kind == Field::expect) {
         std::string lower;
         append_lower(lower, value.data(), value.size(), max_tracked_value);

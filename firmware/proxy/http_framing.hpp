@@ -73,6 +73,7 @@ private:
     void fail(int status, const char* reason);
 
     enum class Field : std::uint8_t { other, expect, required };
+    [[nodiscard]] Field kind_of_field() const;
     const RequestLimits& _limits;
     llhttp_settings_t _settings{};
     llhttp_t _parser{};
@@ -89,6 +90,7 @@ private:
     std::uint8_t _method = 0;
     bool _headers_done = false;
     bool _http10 = false;
+    bool _host_seen = false;
     bool _expect_continue = false;
     bool _expect_other = false;
     bool _has_body = false;

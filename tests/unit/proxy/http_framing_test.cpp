@@ -94,11 +94,11 @@ TEST_CASE("request framing: Expect 100-continue is seen only when a body follows
     CHECK(f.status() == RequestFramer::Status::complete);
 
     RequestFramer g(limits);
-    g.feed("GET /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+    g.feed("GET /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");
     CHECK_FALSE(g.expects_continue());
 
     RequestFramer h(limits);
-    h.feed("PUT /x HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 3\r\n\r\n");
+    h.feed("PUT /x HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 3\r\n\r\n");
     CHECK(h.status() == RequestFramer::Status::error);
     CHECK(h.error_status() == 417);
 }
@@ -117,12 +117,12 @@ TEST_CASE("request framing: limits answer 431 and 413, garbage 400", "[proxy][ht
     }
     {
         RequestFramer f(limits);
-        f.feed("POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n");
+        f.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n");
         CHECK(f.error_status() == 413);
     }
     {
         RequestFramer f(limits);
-        f.feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        f.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
         for (int i = 0; i < 20 && f.status() == RequestFramer::Status::need_more; ++i) {
             f.feed("64\r\n" + std::string(100, 'b') + "\r\n");
         }
@@ -151,6 +151,18 @@ TEST_CASE("request framing: the required header and its value are captured", "[p
     RequestFramer g(limits);
     g.feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK_FALSE(g.required_header_present());
+}
+
+TEST_CASE("request framing: an HTTP/1.1 request without Host is answered 400, HTTP/1.0 needs none", "[proxy][http]")
+{
+    RequestLimits limits;
+    RequestFramer f(limits);
+    f.feed("GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n");
+    CHECK(f.status() == RequestFramer::Status::error);
+    CHECK(f.error_status() == 400);
+    RequestFramer g(limits);
+    g.feed("GET / HTTP/1.0\r\n\r\n");
+    CHECK(g.status() == RequestFramer::Status::complete);
 }
 
 TEST_CASE("request framing: HTTP/1.0 closes unless keep-alive is asked for", "[proxy][http]")
