@@ -30,7 +30,7 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     std::string proxy_bus_mode = "pooled";
     std::string proxy_require_header;
     unsigned proxy_request_timeout_ms = 30000, proxy_keepalive_timeout_ms = 75000;
-    unsigned proxy_response_timeout_ms = 60000, proxy_send_timeout_ms = 60000;
+    unsigned proxy_response_timeout_ms = 60000, proxy_send_timeout_ms = 60000, proxy_pass_idle_timeout_ms = 300000;
 
     CLI::App app{"cmfw: the cm adapter's firmware. Owns one network port and one IPv4 address on it.", "cmfw"};
     app.set_config("--config", "", "read options from a TOML/INI file (keys are the long option names)");
@@ -136,6 +136,9 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     app.add_option("--proxy-response-timeout", proxy_response_timeout_ms, "ms from a complete request to its response (503/504)")
         ->capture_default_str();
     app.add_option("--proxy-send-timeout", proxy_send_timeout_ms, "ms a client may take nothing of its response")
+        ->capture_default_str();
+    app.add_option("--proxy-pass-idle-timeout", proxy_pass_idle_timeout_ms,
+                   "ms a pass-through connection may carry no byte either way before it is closed")
         ->capture_default_str();
     app.add_option("--proxy-allow", proxy_allow, "only these sources (CIDR, repeatable)");
     app.add_option("--proxy-deny", proxy_deny, "refuse these sources (CIDR, repeatable; checked first)");
@@ -271,6 +274,7 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     px.keepalive_timeout = std::chrono::milliseconds(proxy_keepalive_timeout_ms);
     px.response_timeout = std::chrono::milliseconds(proxy_response_timeout_ms);
     px.send_timeout = std::chrono::milliseconds(proxy_send_timeout_ms);
+    px.pass_idle_timeout = std::chrono::milliseconds(proxy_pass_idle_timeout_ms);
     if (!px.ports.empty() && config.bus.memory_path.empty()) {
         return fail("--proxy-http/--proxy-pass need the host bus (--bus-memory, --bus-socket)");
     }

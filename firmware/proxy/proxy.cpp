@@ -560,6 +560,9 @@ void Proxy::client_timer(tcp::ConnectionId id)
         finish_client(*c, false);
         break;
     case State::streaming:
+        ++_counters.pass_idle_closed;
+        finish_client(*c, false);
+        break;
     case State::free:
         break;
     }
@@ -636,6 +639,9 @@ void Proxy::pump_to_bus(Client& c)
         const std::size_t taken = _bus.send(l.ref, {reinterpret_cast<const std::byte*>(_scratch.data()), n});
         _tcp.consume(c.id, taken);
         _counters.bytes_from_clients += taken;
+        if (taken > 0) {
+            _tcp.set_timer(c.id, _config.pass_idle_timeout);
+        }
         if (taken < n) {
             return;  // on_writable of the bus connection brings us back
         }
@@ -796,7 +802,7 @@ void Proxy::dispatch()
             ++_counters.bus_busy;
             if (pass) {
                 c->state = State::streaming;
-                _tcp.cancel_timer(c->id);
+                _tcp.set_timer(c->id, _config.pass_idle_timeout);
                 pump_to_bus(*c);
             } else {
                 c->state = State::forwarding;
@@ -842,6 +848,9 @@ std::size_t Proxy::bus_data(bus::ConnRef conn, std::span<const std::byte> data)
     if (c.state == State::streaming) {
         const std::size_t n = _tcp.send(c.id, data);
         _counters.bytes_to_clients += n;
+        if (n > 0) {
+            _tcp.set_timer(c.id, _config.pass_idle_timeout);
+        }
         return n;  // the rest waits in the engine; the client's on_writable resumes it
     }
     if (c.state != State::forwarding) {

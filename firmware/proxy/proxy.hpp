@@ -68,6 +68,7 @@ struct ProxyConfig {
     Duration response_timeout = std::chrono::seconds(60);   // complete request to complete response; 503/504
     Duration send_timeout = std::chrono::seconds(60);       // a client that takes nothing of its response
     Duration linger_timeout = std::chrono::seconds(5);      // after an error answer, reading what still comes
+    Duration pass_idle_timeout = std::chrono::minutes(5);   // pass-through: no byte either way; then closed
     SecurityConfig security;
 };
 
@@ -113,7 +114,8 @@ struct ProxyConfig {
     X(response_backpressure, "times a response waited because its client's buffer was full")          \
     X(bytes_from_clients, "request bytes read from clients")                                            \
     X(bytes_to_clients, "response bytes given to clients' TCP connections")                             \
-    X(pass_clients, "pass-through client connections")
+    X(pass_clients, "pass-through client connections")                                                   \
+    X(pass_idle_closed, "pass-through connections closed after pass_idle_timeout without a byte")
 CM_DECLARE_COUNTERS(ProxyCounters, CM_PROXY_COUNTERS)
 
 class Proxy final : public core::EventSource {

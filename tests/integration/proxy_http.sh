@@ -25,7 +25,7 @@ ROOT_SIZE=10000
 HTTPD_ARGS=(--root "$WWW" --body-size "$ROOT_SIZE")
 
 emu_up -- --proxy-http 80 --proxy-pass 7000:80 --proxy-max-header 4096 --proxy-max-body 8000000 \
-    --proxy-request-timeout 1000 --proxy-keepalive-timeout 2000
+    --proxy-request-timeout 1000 --proxy-keepalive-timeout 2000 --proxy-pass-idle-timeout 1500
 httpd_start "${HTTPD_ARGS[@]}"
 wait_counter proxy.bus_open '>=' 16 || note "pool not full after 5 s: bus_open $(counter proxy.bus_open)"
 
@@ -135,6 +135,20 @@ note "pass-through /whoami: $(grep -E '^(client=|X-Client-Source)' <<<"$out" | t
 check "pass-through: the server sees the client's address" matches '^client=198\.18\.0\.1:' "$out"
 counters
 check "pass_clients +2 (+$(delta proxy.pass_clients))" eq "$(delta proxy.pass_clients)" 2
+# A pass-through connection that carries nothing is closed after --proxy-pass-idle-timeout (1.5 s).
+out=$(in_client python3 -c '
+import socket, time
+s = socket.create_connection(("'"$CARD"'", 7000), timeout=10)
+t = time.time()
+try:
+    data = s.recv(1)
+except ConnectionResetError:
+    data = b"reset"
+print("closed_after=%.1f data=%r" % (time.time() - t, data))' 2>&1)
+note "idle pass-through connection: $out"
+check "an idle pass-through connection is closed after about 1.5 s" matches "^closed_after=(1\.[4-9]|2\.[0-9]) data=b''" "$out"
+counters
+check "pass_idle_closed +1 (+$(delta proxy.pass_idle_closed))" eq "$(delta proxy.pass_idle_closed)" 1
 
 # ---- no server, then a server again --------------------------------------------------------------------------------
 snap
