@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test demo bench deps clean
+.PHONY: all build test demo bench image deps clean
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 
 ## test: every test: unit + integration + the driver VM test, again under ASan/UBSan, and the fuzz targets (tools/run-tests.sh)
 test:
-	tools/install-deps.sh test vm
+	tools/install-deps.sh test vm image
 	tools/run-tests.sh
 
 ## demo: the main job: the emulated card with its HTTP proxy, the example server on libcm, curl and wrk (tools/demo.sh)
@@ -33,8 +33,13 @@ bench: build
 	CMFW=$(BUILD)/firmware/app/cmfw CMHTTPD=$(BUILD)/tools/cm-httpd CMHTTPLOAD=$(BUILD)/tools/cm-httpload \
 	    bash tests/bench/proxy_bench.sh
 
+## image: the signed aarch64 firmware image build/cm-firmware-aarch64.img (cross build; development key on first use)
+image: build
+	tools/install-deps.sh image
+	tools/make-image.sh
+
 deps:
-	tools/install-deps.sh build test demo bench vm
+	tools/install-deps.sh build test demo bench vm image
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-aarch64 build-sysroot-aarch64

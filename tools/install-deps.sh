@@ -7,6 +7,8 @@
 #   tools/install-deps.sh demo           + what the demo drives
 #   tools/install-deps.sh bench          + what the benchmarks drive
 #   tools/install-deps.sh vm             + the host driver VM test: kernel image and headers, QEMU, busybox
+#   tools/install-deps.sh image          + the aarch64 firmware cross build (tools/cross/build-aarch64.sh) and
+#                                        the flash image tooling: cross g++, qemu-user-static, libsodium
 set -euo pipefail
 
 declare -A profile
@@ -15,10 +17,11 @@ profile[test]="iproute2 iputils-ping iputils-arping ethtool tcpdump procps pytho
 profile[demo]="iproute2 iputils-ping iputils-arping ethtool procps curl wrk"
 profile[bench]="iproute2 iputils-ping ethtool procps curl wrk nginx-light"
 profile[vm]="linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static cpio kmod bc"
+profile[image]="g++-aarch64-linux-gnu qemu-user-static libsodium-dev file"
 
 want=()
 for p in "${@:-build}"; do
-    [[ -n "${profile[$p]:-}" ]] || { echo "install-deps: unknown profile '$p' (build, test, demo, bench, vm)" >&2; exit 2; }
+    [[ -n "${profile[$p]:-}" ]] || { echo "install-deps: unknown profile '$p' (build, test, demo, bench, vm, image)" >&2; exit 2; }
     # every profile builds the project first
     read -r -a pkgs <<<"${profile[build]} ${profile[$p]}"
     want+=("${pkgs[@]}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` runs: every test, in every configuration CI checks, then one closing line.
 #   build/       RelWithDebInfo, warnings as errors: unit + integration tests
+#   build-aarch64/  the firmware cross-built for the card, packed into build/cm-firmware-aarch64.img (boot_aarch64)
 #   build-asan/  the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   build-fuzz/  clang libFuzzer targets over their seed corpus plus a bounded number of new inputs
 set -uo pipefail
@@ -43,7 +44,18 @@ mkdir -p build build-asan build-fuzz
 
 echo "== build (warnings are errors) =="
 if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCM_SANITIZE= -DCM_BUILD_TESTS=ON -DCM_BUILD_FUZZERS=OFF; then
+    # The aarch64 image (make image: cross build, signed with the development key) for the boot_aarch64 test.
+    echo "== image (aarch64 cross build, tools/make-image.sh) =="
+    image_env=()
+    if CMFLASH=build/tools/flash/cmflash tools/make-image.sh build/cm-firmware-aarch64.img; then
+        image_env=(CM_IMAGE_AARCH64="$PWD/build/cm-firmware-aarch64.img" CM_IMAGE_KEY="$PWD/build/keys/cm-dev.pub")
+    else
+        echo "FAILED: the aarch64 image did not build"
+        status=1; failed=$((failed + 1))
+    fi
+    if ((${#image_env[@]})); then export "${image_env[@]}"; fi
     run_ctest build
+    unset CM_IMAGE_AARCH64 CM_IMAGE_KEY
 else
     status=1; failed=$((failed + 1))
 fi

@@ -39,6 +39,11 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     app.add_option("--ip", ip_text, "the card's address and subnet, e.g. 198.18.0.2/24")->required();
     app.add_option("--mac", mac_text, "the card's MAC address, e.g. 02:00:00:00:00:02")->required();
     app.add_option("--gateway", gateway_text, "next hop for off-subnet destinations (default: none)");
+    std::string port_io_text = "auto";
+    app.add_option("--port-io", port_io_text,
+                   "how to reach the port: pcap (libpcap), packet (a plain AF_PACKET socket, for qemu-user), or auto "
+                   "(pcap, else packet)")
+        ->capture_default_str();
     app.add_option("--pcap-tap", config.pcap_tap, "write every frame received and sent to this .pcap file");
     CLI::Option* impair_both_option = app.add_option("--impair", impair_both,
                    "impair both directions of the port in user space, netem syntax: \"delay 20ms [5ms] loss 1% "
@@ -71,6 +76,8 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     // TCP (docs/tcp.md): the limits the connection table, the control blocks and the pool are sized from.
     std::string tcp_congestion = "cubic";
     unsigned tcp_time_wait_ms = 1000;
+    std::string boot_slot_text;
+    unsigned boot_confirm_after_ms = 1000;
     bool tcp_no_syn_cookies = false;
     app.add_flag("--test-services", config.test_services,
                  "serve echo (7), discard (9) and chargen (19) on TCP (docs/tcp.md: how much chargen sends)");
@@ -108,6 +115,11 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         ->capture_default_str();
 
     auto& px = config.proxy;
+    app.add_option("--boot-flash", config.boot_flash, "the flash file we were booted from (set by the boot ROM)");
+    app.add_option("--boot-slot", boot_slot_text, "the flash slot we were booted from: A or B (set by the boot ROM)");
+    app.add_option("--boot-confirm-after", boot_confirm_after_ms,
+                   "ms of healthy running before confirming the boot in flash (a trial slot that never confirms is rolled back)")
+        ->capture_default_str();
     app.add_option("--proxy-http", proxy_http, "HTTP/1.1 proxy on this card port; PORT or PORT:HOST_PORT (repeatable)");
     app.add_option("--proxy-pass", proxy_pass, "pass-through proxy on this card port; PORT or PORT:HOST_PORT (repeatable)");
     app.add_option("--proxy-bus-mode", proxy_bus_mode, "bus connections: pooled (persistent, reused) or per-request")
@@ -213,6 +225,21 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         return fail("--tcp-congestion: '" + tcp_congestion + "' is not cubic or newreno");
     }
     config.tcp.time_wait = std::chrono::milliseconds(tcp_time_wait_ms);
+    if (port_io_text == "auto" || port_io_text == "pcap" || port_io_text == "packet") {
+        config.port_io = port_io_text == "pcap" ? PortIo::Pcap : port_io_text == "packet" ? PortIo::Packet : PortIo::Auto;
+    } else {
+        return fail("--port-io: '" + port_io_text + "' is not auto, pcap or packet");
+    }
+    if (config.boot_flash.empty() != boot_slot_text.empty()) {
+        return fail("--boot-flash and --boot-slot go together (the boot ROM gives both)");
+    }
+    if (!boot_slot_text.empty()) {
+        if (boot_slot_text != "A" && boot_slot_text != "B") {
+            return fail("--boot-slot: '" + boot_slot_text + "' is not A or B");
+        }
+        config.boot_slot = boot_slot_text == "A" ? 0 : 1;
+    }
+    config.boot_confirm_after = std::chrono::milliseconds(boot_confirm_after_ms);
     config.tcp.syn_cookies = !tcp_no_syn_cookies;
     if (!config.bus.memory_path.empty() && config.bus.socket_path.empty()) {
         return fail("--bus-memory needs --bus-socket");

@@ -16,10 +16,15 @@
 
 namespace cm::app {
 
+/// How the card reaches its port: libpcap (the default), a plain AF_PACKET socket, or libpcap with the
+/// socket as the fallback when libpcap cannot capture (qemu-user).
+enum class PortIo { Auto, Pcap, Packet };
+
 struct FirmwareConfig {
     std::string interface;       // the card's network port
     stack::InterfaceConfig net;  // MAC, address, gateway, ARP timers
     std::string pcap_tap;        // write every frame to this .pcap file ("" = off)
+    PortIo port_io = PortIo::Auto;
     // User-space impairment of the port (ImpairedLink), netem-style; none of either: no ImpairedLink at all.
     std::optional<link::FaultProfile> impair_to_card;    // frames received on the port
     std::optional<link::FaultProfile> impair_to_client;  // frames sent on the port
@@ -31,6 +36,12 @@ struct FirmwareConfig {
     tcp::TcpConfig tcp;          // --tcp-*: limits and settings of the card's TCP (secret: random at start)
     bool test_services = false;  // --test-services: echo (7), discard (9), chargen (19) on TCP
     proxy::ProxyConfig proxy;    // --proxy-*: the proxies by port (none: no proxy)
+    // --boot-*: given by the boot ROM when it booted us from a flash slot (docs/image.md). Once the card has
+    // been up for `boot_confirm_after`, the firmware confirms a healthy start in the flash's boot metadata;
+    // a slot on trial that never confirms is rolled back by the boot ROM.
+    std::string boot_flash;                      // "" = not booted from flash
+    std::uint32_t boot_slot = 0;                 // 0 = A, 1 = B
+    Duration boot_confirm_after{std::chrono::seconds(1)};
 };
 
 /// Outcome of parsing: either a config to run with, or an exit (help text, version, or an error message

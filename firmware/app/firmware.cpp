@@ -1,8 +1,12 @@
 #include "app/firmware.hpp"
 
 #include "base/log.hpp"
+#include "boot/elf_info.hpp"
+#include "boot/flash.hpp"
+#include "boot/image_format.hpp"
 #include "link/fault_profile_parse.hpp"
 #include "link/pcap_file_tap.hpp"
+#include "link/packet_socket_link.hpp"
 #include "link/pcap_link.hpp"
 
 #include <fmt/format.h>
@@ -34,6 +38,27 @@ link::Link& outer(const std::unique_ptr<link::Link>& port, const std::unique_ptr
     return *port;
 }
 
+/// The card's port: libpcap, or a plain packet socket where libpcap cannot capture (--port-io; PortIo::Auto
+/// tries libpcap first: qemu-user, which runs the aarch64 image on the emulated card, lacks its packet ring).
+Expected<std::unique_ptr<link::Link>, std::string> open_port(const link::PcapLinkConfig& config, PortIo io)
+{
+    if (io != PortIo::Packet) {
+        auto pcap = link::PcapLink::open(config);
+        if (pcap) {
+            return std::unique_ptr<link::Link>(std::move(*pcap));
+        }
+        if (io == PortIo::Pcap) {
+            return Unexpected{pcap.error()};
+        }
+        log::warn("{}; trying a plain packet socket (--port-io packet)", pcap.error());
+    }
+    auto packet = link::PacketSocketLink::open(config);
+    if (!packet) {
+        return Unexpected{packet.error()};
+    }
+    return std::unique_ptr<link::Link>(std::move(*packet));
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<Firmware>, std::string> Firmware::create(const FirmwareConfig& config)
@@ -41,7 +66,7 @@ Expected<std::unique_ptr<Firmware>, std::string> Firmware::create(const Firmware
     link::PcapLinkConfig port_config;
     port_config.interface = config.interface;
     port_config.card_mac = config.net.mac.octets;
-    auto port = link::PcapLink::open(port_config);
+    auto port = open_port(port_config, config.port_io);
     if (!port) {
         return Unexpected{port.error()};
     }
@@ -61,13 +86,12 @@ Expected<std::unique_ptr<Firmware>, std::string> Firmware::create(const Firmware
         }
         tap = std::move(*opened);
     }
-    link::PcapLink* pcap = port->get();
     return std::unique_ptr<Firmware>(
-        new Firmware(config, std::move(clock), std::move(*port), pcap, std::move(impaired), std::move(tap)));
+        new Firmware(config, std::move(clock), std::move(*port), std::move(impaired), std::move(tap)));
 }
 
 Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> clock, std::unique_ptr<link::Link> port,
-                   link::PcapLink* pcap, std::unique_ptr<link::ImpairedLink> impaired, std::unique_ptr<link::Link> tap)
+                   std::unique_ptr<link::ImpairedLink> impaired, std::unique_ptr<link::Link> tap)
     : _config(config),
       _clock(std::move(clock)),
       _loop(*_clock),
@@ -76,8 +100,8 @@ Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> cl
       _tap(std::move(tap)),
       _interface(outer(_port, _impaired, _tap), _loop.timers(), config.net),
       _icmp(_interface),
-      _pcap(pcap),
-      _stats_timer(&Firmware::on_stats_timer, this)
+      _stats_timer(&Firmware::on_stats_timer, this),
+      _boot_confirm_timer(&Firmware::on_boot_confirm_timer, this)
 {
     _interface.register_counters(_counters);
     _counters.add("icmp", _icmp.counters());
@@ -178,6 +202,13 @@ int Firmware::run()
     write_ready_file();
     log::info("cmfw {} up: port {} mac {} address {}", CM_VERSION, _config.interface, _config.net.mac,
               _config.net.address);
+    if (!_config.boot_flash.empty()) {
+        const boot::ElfInfo self = boot::read_own_elf_info();
+        log::info("booted from slot {} of {}: build id {}; confirming after {} ms", boot::slot_letter(_config.boot_slot),
+                  _config.boot_flash, self.build_id.empty() ? "none" : boot::to_hex(self.build_id),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(_config.boot_confirm_after).count());
+        _loop.timers().schedule_after(_boot_confirm_timer, _config.boot_confirm_after);
+    }
     if (_impaired) {
         log::info("impairing the port in user space: to card: {}; to client: {}",
                   link::describe_fault_profile(_impaired->rx_profile()),
@@ -200,8 +231,44 @@ void Firmware::on_stats_timer(void* self)
 {
     // libpcap's kernel drop count is read once a second, off the per-packet path.
     auto* firmware = static_cast<Firmware*>(self);
-    firmware->_pcap->refresh_stats();
+    firmware->_port->refresh_stats();
     firmware->_loop.timers().schedule_after(firmware->_stats_timer, stats_interval);
+}
+
+void Firmware::on_boot_confirm_timer(void* self)
+{
+    static_cast<Firmware*>(self)->confirm_boot();
+}
+
+// The card has run its loop for --boot-confirm-after since it came up: tell the boot ROM, through the
+// flash's boot metadata, that this slot starts healthy. Once, off the datapath (a few small writes).
+void Firmware::confirm_boot()
+{
+    auto flash = boot::FlashFile::open(_config.boot_flash);
+    if (!flash) {
+        log::error("boot: cannot confirm: {}", flash.error());
+        return;
+    }
+    if (auto locked = flash->lock(); !locked) {
+        log::error("boot: cannot confirm: {}", locked.error());
+        return;
+    }
+    auto meta = flash->read_metadata();
+    if (!meta) {
+        log::error("boot: cannot confirm: {}", meta.error());
+        return;
+    }
+    const char slot = boot::slot_letter(_config.boot_slot);
+    if (!boot::record_confirm(*meta, _config.boot_slot)) {
+        log::info("boot: slot {} is {} (running slot {}): nothing to confirm", slot,
+                  boot::slot_state_name(meta->slots[_config.boot_slot].state), boot::slot_letter(meta->running_slot));
+        return;
+    }
+    if (auto written = flash->write_metadata(*meta); !written) {
+        log::error("boot: cannot confirm: {}", written.error());
+        return;
+    }
+    log::info("boot: slot {} confirmed: a healthy start", slot);
 }
 
 void Firmware::write_ready_file() const

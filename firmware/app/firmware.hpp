@@ -1,7 +1,7 @@
 // The firmware assembled: clock, loop, the card's port, the stack, counters, signals.
 //
 // The port, from the stack down:
-//   NetworkInterface -> [PcapFileTap, --pcap-tap] -> [ImpairedLink, --impair*] -> PcapLink (the veth)
+//   NetworkInterface -> [PcapFileTap, --pcap-tap] -> [ImpairedLink, --impair*] -> PcapLink or PacketSocketLink (the veth)
 // The tap sits outside the impairment, so the capture holds what the stack received and sent: frames
 // lost on the way to the card are not in it, frames the card sent and the impairment then lost are.
 #pragma once
@@ -39,16 +39,18 @@ public:
 
 private:
     Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> clock, std::unique_ptr<link::Link> port,
-             link::PcapLink* pcap, std::unique_ptr<link::ImpairedLink> impaired, std::unique_ptr<link::Link> tap);
+             std::unique_ptr<link::ImpairedLink> impaired, std::unique_ptr<link::Link> tap);
     void on_signal();
     static void on_stats_timer(void* self);
+    static void on_boot_confirm_timer(void* self);
+    void confirm_boot();
     void write_ready_file() const;
 
     FirmwareConfig _config;
     std::unique_ptr<SteadyClock> _clock;  // made before the links, which read it (ImpairedLink)
     core::EventLoop _loop;
     std::unique_ptr<bus::BusDevice> _bus;             // the host bus, when --bus-memory is given
-    std::unique_ptr<link::Link> _port;                // the pcap link
+    std::unique_ptr<link::Link> _port;                // the port: PcapLink, or PacketSocketLink (--port-io)
     std::unique_ptr<link::ImpairedLink> _impaired;    // around the port, when --impair* is given
     std::unique_ptr<link::Link> _tap;                 // the pcap-file tap around those, when configured
     stack::NetworkInterface _interface;
@@ -56,9 +58,9 @@ private:
     std::unique_ptr<tcp::TcpLayer> _tcp;          // after the interface it registers with
     std::unique_ptr<proxy::Proxy> _proxy;          // --proxy-*: after the bus and TCP it uses
     std::unique_ptr<tcp::TestServices> _services;  // --test-services; before the layer it listens on goes
-    link::PcapLink* _pcap;  // == _port, for its libpcap statistics
     CounterRegistry _counters;
     core::Timer _stats_timer;
+    core::Timer _boot_confirm_timer;  // --boot-flash: confirms a healthy start in the flash
     int _signal_fd = -1;
 };
 

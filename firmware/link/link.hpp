@@ -2,6 +2,7 @@
 //
 // Implementations:
 //   PcapLink       - the card's network port: libpcap capture, pcap_inject transmit (pcap_link.hpp)
+//   PacketSocketLink - the same port on a plain AF_PACKET socket, where libpcap cannot capture (qemu-user)
 //   MemoryLinkPair - two endpoints joined in memory, with seeded fault injection (memory_link.hpp)
 //   PcapFileTap    - wraps any link and writes every frame it receives and sends to a .pcap file
 //   ImpairedLink   - wraps any link and impairs both directions (loss, delay, rate ...) in user space
@@ -74,6 +75,9 @@ public:
     [[nodiscard]] virtual std::optional<TimePoint> next_wakeup() const { return std::nullopt; }
 
     [[nodiscard]] virtual std::size_t max_frame() const { return default_max_frame; }
+    /// A port with a kernel receive queue brings rx_kernel_dropped up to date (one system call; the loop
+    /// calls it about once a second). Links without one do nothing.
+    virtual void refresh_stats() {}
 
     [[nodiscard]] virtual const LinkCounters& counters() const = 0;
 };

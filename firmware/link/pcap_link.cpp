@@ -20,19 +20,6 @@ std::string mac_text(const std::array<std::uint8_t, 6>& mac)
                        mac[5]);
 }
 
-/// The BPF expression that passes only frames for the card.
-std::string card_filter(const PcapLinkConfig& config)
-{
-    std::string filter = fmt::format("ether dst {} or ether broadcast", mac_text(config.card_mac));
-    if (config.accept_multicast) {
-        filter += " or ether multicast";
-    }
-    if (!config.extra_filter.empty()) {
-        filter = fmt::format("({}) and ({})", filter, config.extra_filter);
-    }
-    return filter;
-}
-
 /// Closes a pcap handle unless released: open() has several ways to fail after pcap_create.
 struct HandleGuard {
     pcap_t* handle;
@@ -46,6 +33,18 @@ struct HandleGuard {
 };
 
 }  // namespace
+
+std::string card_filter_expression(const PcapLinkConfig& config)
+{
+    std::string filter = fmt::format("ether dst {} or ether broadcast", mac_text(config.card_mac));
+    if (config.accept_multicast) {
+        filter += " or ether multicast";
+    }
+    if (!config.extra_filter.empty()) {
+        filter = fmt::format("({}) and ({})", filter, config.extra_filter);
+    }
+    return filter;
+}
 
 struct PcapLink::DispatchState {
     PcapLink* link;
@@ -124,7 +123,7 @@ cm::Expected<std::unique_ptr<PcapLink>, std::string> PcapLink::open(const PcapLi
         return fail("pcap_setdirection(PCAP_D_IN) failed", pcap_geterr(p));
     }
 
-    const std::string filter = card_filter(config);
+    const std::string filter = card_filter_expression(config);
     bpf_program program{};
     if (pcap_compile(p, &program, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
         return fail(fmt::format("bad BPF filter \"{}\"", filter), pcap_geterr(p));
@@ -148,10 +147,8 @@ PcapLink::PcapLink(PcapLinkConfig config, ::pcap* handle, int fd)
     : _config(std::move(config)),
       _pcap(handle),
       _fd(fd),
-      _max_frame(_config.max_frame),
-      _tx_buffer(_config.tx_batch * _config.max_frame)
+      _tx(_config.tx_batch, _config.max_frame)
 {
-    _tx_lengths.reserve(_config.tx_batch);
 }
 
 PcapLink::~PcapLink()
@@ -181,18 +178,7 @@ std::size_t PcapLink::receive(FrameHandler& handler, std::size_t budget)
 
 bool PcapLink::send(std::span<const std::byte> frame)
 {
-    if (frame.size() > _max_frame) {
-        _counters.tx_dropped_too_large++;
-        return false;
-    }
-    if (_tx_lengths.size() >= _config.tx_batch) {
-        _counters.tx_dropped_queue_full++;
-        return false;
-    }
-    std::byte* slot = _tx_buffer.data() + _tx_lengths.size() * _max_frame;
-    std::memcpy(slot, frame.data(), frame.size());
-    _tx_lengths.push_back(static_cast<std::uint32_t>(frame.size()));
-    return true;
+    return _tx.push(frame, _counters);
 }
 
 // One pcap_inject per frame: libpcap has no batched transmit. On Linux pcap_inject is a send() on the
@@ -208,22 +194,14 @@ bool PcapLink::send(std::span<const std::byte> frame)
 //   - PACKET_TX_RING (an mmap'ed transmit ring, one syscall to kick it) is the step after sendmmsg.
 std::size_t PcapLink::flush()
 {
-    std::size_t sent = 0;
-    for (std::size_t i = 0; i < _tx_lengths.size(); ++i) {
-        const std::uint32_t len = _tx_lengths[i];
-        const std::byte* slot = _tx_buffer.data() + i * _max_frame;
-        const int n = pcap_inject(_pcap, slot, len);
-        if (n < 0 || static_cast<std::uint32_t>(n) != len) {
-            _counters.tx_errors++;
+    return _tx.drain(_counters, [this](std::span<const std::byte> frame) {
+        const int n = pcap_inject(_pcap, frame.data(), frame.size());
+        if (n < 0 || static_cast<std::size_t>(n) != frame.size()) {
             log_error_once("pcap_inject", n < 0 ? pcap_geterr(_pcap) : "short write");
-            continue;
+            return false;
         }
-        _counters.tx_frames++;
-        _counters.tx_bytes += len;
-        sent++;
-    }
-    _tx_lengths.clear();
-    return sent;
+        return true;
+    });
 }
 
 void PcapLink::refresh_stats()

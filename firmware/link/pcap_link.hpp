@@ -20,6 +20,7 @@
 #include "base/expected.hpp"
 #include "link/distinct_errors.hpp"
 #include "link/link.hpp"
+#include "link/tx_batch.hpp"
 
 #include <array>
 #include <cstddef>
@@ -53,6 +54,9 @@ struct PcapLinkConfig {
     std::size_t tx_batch = Link::default_tx_batch;
 };
 
+/// The BPF expression (pcap-filter(7)) that passes only frames for the card.
+[[nodiscard]] std::string card_filter_expression(const PcapLinkConfig& config);
+
 class PcapLink final : public Link {
 public:
     /// receive() calls refresh_stats() itself once every this many calls; see refresh_stats().
@@ -70,14 +74,14 @@ public:
     bool send(std::span<const std::byte> frame) override;
     std::size_t flush() override;
     [[nodiscard]] int wait_fd() const override { return _fd; }
-    [[nodiscard]] std::size_t max_frame() const override { return _max_frame; }
+    [[nodiscard]] std::size_t max_frame() const override { return _tx.max_frame(); }
     [[nodiscard]] const LinkCounters& counters() const override { return _counters; }
 
     /// Reads pcap_stats() and brings rx_kernel_dropped up to date (frames the kernel ring dropped because
     /// we did not read fast enough). One getsockopt(); the loop should call it about once a second.
     /// receive() also calls it every stats_every_n_receives calls, so the counter never goes stale for long
     /// on a busy link.
-    void refresh_stats();
+    void refresh_stats() override;
 
     [[nodiscard]] const PcapLinkConfig& config() const { return _config; }
 
@@ -89,12 +93,8 @@ private:
     PcapLinkConfig _config;
     ::pcap* _pcap;
     int _fd;
-    std::size_t _max_frame;
     LinkCounters _counters;
-
-    // Transmit batch: `tx_batch` slots of `max_frame` bytes, allocated once.
-    std::vector<std::byte> _tx_buffer;
-    std::vector<std::uint32_t> _tx_lengths;  // one per queued frame; size() == frames queued
+    TxBatch _tx;
 
     std::uint32_t _receives_since_stats = 0;
     std::uint32_t _last_ps_drop = 0;
