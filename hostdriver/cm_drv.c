@@ -8,6 +8,10 @@
  * queue pairs the card lent to this host (released when the file closes) and reports event-ring readiness
  * through poll() and CM_IOC_WAIT. The user interface is include/uapi/linux/cm.h.
  *
+ * Firmware load (CM_IOC_FW_LOAD): when the card advertises a firmware-load window (ctrl.fwload_size, bus
+ * ABI 1.1), the image is sent through its mailbox, BEGIN, CHUNK..., COMMIT, each answered by the card
+ * (docs/bus.md "Firmware load"); the card checks it and writes it into its flash's inactive slot.
+ *
  * The emulated card is QEMU's ivshmem device (1af4:1110) whose memory is the emulator's bus file: we bind
  * it only when BAR2 starts with cm's control block, so other ivshmem users are left alone.
  *
@@ -21,6 +25,7 @@
 
 #include <linux/bitops.h>
 #include <linux/cred.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/interrupt.h>
@@ -34,6 +39,7 @@
 #include <linux/pci.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/timer.h>
@@ -69,6 +75,21 @@
 #define CM_QP_EQ_CONS offsetof(struct cm_bus_qp, eq_cons)
 #define CM_QP_HOST_PID offsetof(struct cm_bus_qp, host_pid)
 
+/* Firmware load: offsets in the mailbox, and how long the card may take to answer one command. */
+#define CM_FW_CMD offsetof(struct cm_bus_fwload, cmd)
+#define CM_FW_SEQ offsetof(struct cm_bus_fwload, seq)
+#define CM_FW_OFFSET offsetof(struct cm_bus_fwload, offset)
+#define CM_FW_LENGTH offsetof(struct cm_bus_fwload, length)
+#define CM_FW_TOTAL offsetof(struct cm_bus_fwload, total)
+#define CM_FW_DONE_SEQ offsetof(struct cm_bus_fwload, done_seq)
+#define CM_FW_STATUS offsetof(struct cm_bus_fwload, status)
+#define CM_FW_SLOT offsetof(struct cm_bus_fwload, slot)
+#define CM_FW_MESSAGE offsetof(struct cm_bus_fwload, message)
+#define CM_FW_STEP_TIMEOUT_MS 5000U     /* BEGIN, CHUNK, ABORT: the card looks every 100 ms at most */
+#define CM_FW_COMMIT_TIMEOUT_MS 30000U  /* COMMIT: the card hashes the image and writes its flash */
+#define CM_FW_ABORT_TIMEOUT_MS 1000U
+#define CM_FW_PIECE 16384U              /* bytes copied into the BAR per hold of cm->lock */
+
 /* ---- Module parameters ------------------------------------------------------------------------------- */
 
 static unsigned int poll_interval_ms = 10;
@@ -100,6 +121,8 @@ struct cm_dev {
 
 	/* serializes the ioctls that change the device (attach, detach, reset) */
 	struct mutex ioctl_lock;
+	/* held for a whole CM_IOC_FW_LOAD (seconds; not under ioctl_lock): one load at a time, others EBUSY */
+	struct mutex fw_lock;
 
 	/*
 	 * protects everything below: `gone` and `valid` (the BAR may be read only while the device is bound
@@ -209,6 +232,17 @@ static int cm_check_ctrl(const struct cm_bus_ctrl *c, resource_size_t bar_len, c
 	slot_end = c->slot_offset + (u64)c->slot_count * c->slot_size;
 	if (slot_end > c->total_size)
 		return -EPROTO;
+	/* ABI 1.1: the firmware-load window, between the queue pairs and the slots (1.0 cards: zeros) */
+	*why = "firmware-load window";
+	if (c->fwload_size == 0) {
+		if (c->fwload_offset)
+			return -EPROTO;
+	} else if (c->fwload_offset % 4096 || c->fwload_size % 4096 || c->fwload_size < CM_BUS_FWLOAD_MIN_SIZE ||
+		   c->fwload_size > CM_BUS_FWLOAD_HEADER_SIZE + (u64)CM_BUS_FWLOAD_MAX_IMAGE ||
+		   c->fwload_offset < qp_end || c->fwload_offset > c->slot_offset ||
+		   c->fwload_size > c->slot_offset - c->fwload_offset) {
+		return -EPROTO;
+	}
 	*why = NULL;
 	return 0;
 }
@@ -475,6 +509,8 @@ static int cm_ioctl_reset(struct cm_file *f)
 
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
+	if (mutex_is_locked(&cm->fw_lock))
+		return -EBUSY;       /* a firmware load is in progress */
 	spin_lock_irqsave(&cm->lock, flags);
 	for (q = 0; q < CM_BUS_MAX_QPS; q++)
 		busy |= cm->owner[q] != NULL;
@@ -491,10 +527,205 @@ static int cm_ioctl_reset(struct cm_file *f)
 	return 0;
 }
 
+/*
+ * ---- Firmware load ----------------------------------------------------------------------------------
+ *
+ * One load (CM_IOC_FW_LOAD) through the card's firmware-load window. Every access to the BAR is made under
+ * cm->lock after checking that the device is still bound and the card still runs the memory format the
+ * load started with (a reset or a restarted card ends the load with EIO); the user's bytes are copied into
+ * a bounce buffer outside the lock, then into the data area CM_FW_PIECE bytes per hold.
+ */
+struct cm_fw_xfer {
+	struct cm_dev *cm;
+	u64 box;                     /* BAR offset of the mailbox */
+	u64 data;                    /* BAR offset of the data area */
+	u32 data_size;               /* the largest chunk */
+	u64 format_id;               /* of the memory the window was validated in */
+	u32 seq;                     /* of the last command sent (each command: the next value) */
+	u32 slot;                    /* COMMIT's answer: the flash slot written */
+	u8 *buf;                     /* CM_FW_PIECE bytes */
+	char message[CM_BUS_FWLOAD_MESSAGE_MAX];
+};
+
+/* Takes cm->lock when the BAR may be touched for this load; else returns -ENODEV / -EIO unlocked. */
+static int cm_fw_lock(struct cm_fw_xfer *x, unsigned long *flags)
+{
+	struct cm_dev *cm = x->cm;
+
+	spin_lock_irqsave(&cm->lock, *flags);
+	if (cm->gone) {
+		spin_unlock_irqrestore(&cm->lock, *flags);
+		return -ENODEV;
+	}
+	if (!cm_card_alive(cm) || cm->ctrl.format_id != x->format_id || cm->ctrl.fwload_size == 0) {
+		spin_unlock_irqrestore(&cm->lock, *flags);
+		return -EIO;
+	}
+	return 0;
+}
+
+static const char *cm_fw_cmd_name(u32 cmd)
+{
+	switch (cmd) {
+	case CM_BUS_FWLOAD_BEGIN:
+		return "BEGIN";
+	case CM_BUS_FWLOAD_CHUNK:
+		return "CHUNK";
+	case CM_BUS_FWLOAD_COMMIT:
+		return "COMMIT";
+	default:
+		return "ABORT";
+	}
+}
+
+/*
+ * Sends one command and waits for its answer: the card's status (0 or an errno value) in *status and its
+ * message in x->message. -ETIMEDOUT, -EINTR (only when `interruptible`), -EIO, -ENODEV.
+ */
+static int cm_fw_command(struct cm_fw_xfer *x, u32 cmd, u64 offset, u32 length, u64 total, unsigned int timeout_ms,
+			 bool interruptible, u32 *status)
+{
+	void __iomem *box = x->cm->mem + x->box;
+	unsigned long deadline, flags;
+	int ret;
+
+	ret = cm_fw_lock(x, &flags);
+	if (ret)
+		return ret;
+	/*
+	 * Never a seq already used in this load: after a timeout the ABORT gets a new one, so the card answers
+	 * it even when it is still busy with (or has just copied) the command that timed out.
+	 */
+	x->seq++;
+	writel(cmd, box + CM_FW_CMD);
+	writeq(offset, box + CM_FW_OFFSET);
+	writel(length, box + CM_FW_LENGTH);
+	writeq(total, box + CM_FW_TOTAL);
+	wmb();                       /* the command (and the chunk's data) before the seq that announces it */
+	writel(x->seq, box + CM_FW_SEQ);
+	spin_unlock_irqrestore(&x->cm->lock, flags);
+
+	deadline = jiffies + msecs_to_jiffies(timeout_ms);
+	for (;;) {
+		bool done;
+
+		ret = cm_fw_lock(x, &flags);
+		if (ret)
+			return ret;
+		done = readl(box + CM_FW_DONE_SEQ) == x->seq;
+		if (done) {
+			rmb();       /* the answer after the done_seq that publishes it */
+			*status = readl(box + CM_FW_STATUS);
+			x->slot = readl(box + CM_FW_SLOT);
+			memcpy_fromio(x->message, box + CM_FW_MESSAGE, sizeof(x->message));
+		}
+		spin_unlock_irqrestore(&x->cm->lock, flags);
+		if (done) {
+			x->message[sizeof(x->message) - 1] = '\0';
+			return 0;
+		}
+		if (time_after(jiffies, deadline)) {
+			dev_warn(&x->cm->pdev->dev, "firmware load: no answer from the card to %s in %u ms\n",
+				 cm_fw_cmd_name(cmd), timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (interruptible) {
+			msleep_interruptible(1);
+			if (signal_pending(current))
+				return -EINTR;
+		} else {
+			msleep(1);
+		}
+	}
+}
+
+/* The card's status for a refused command, as the errno the ioctl returns (uapi cm.h). */
+static int cm_fw_errno(u32 status)
+{
+	switch (status) {
+	case 0:
+		return 0;
+	case CM_BUS_EBUSY:           /* the running slot is on trial */
+		return -EBUSY;
+	case CM_BUS_EFBIG:           /* larger than a flash slot */
+		return -EFBIG;
+	case CM_BUS_EBADMSG:         /* corrupt or truncated image */
+		return -EBADMSG;
+	case CM_BUS_ENOEXEC:         /* built for another architecture */
+		return -ENOEXEC;
+	case CM_BUS_EINVAL:
+		return -EINVAL;
+	case CM_BUS_ENOMEM:
+		return -ENOMEM;
+	default:                     /* EIO (the flash), EPROTO (the card lost the load), anything else */
+		return -EIO;
+	}
+}
+
+/* Copies image bytes [pos, pos + len) from user space into the data area (len <= data_size). */
+static int cm_fw_copy_chunk(struct cm_fw_xfer *x, const u8 __user *image, u64 pos, u32 len)
+{
+	unsigned long flags;
+	u32 done, n;
+	int ret;
+
+	for (done = 0; done < len; done += n) {
+		n = min_t(u32, len - done, CM_FW_PIECE);
+		if (copy_from_user(x->buf, image + pos + done, n))
+			return -EFAULT;
+		ret = cm_fw_lock(x, &flags);
+		if (ret)
+			return ret;
+		memcpy_toio(x->cm->mem + x->data + done, x->buf, n);
+		spin_unlock_irqrestore(&x->cm->lock, flags);
+		cond_resched();
+	}
+	return 0;
+}
+
+static int cm_fw_send(struct cm_fw_xfer *x, const u8 __user *image, u64 size)
+{
+	struct device *dev = &x->cm->pdev->dev;
+	u32 status = 0, len;
+	u64 pos;
+	int ret;
+
+	ret = cm_fw_command(x, CM_BUS_FWLOAD_BEGIN, 0, 0, size, CM_FW_STEP_TIMEOUT_MS, true, &status);
+	if (!ret && status) {
+		dev_warn(dev, "firmware load refused: %s\n", x->message);
+		return cm_fw_errno(status);
+	}
+	for (pos = 0; !ret && pos < size; pos += len) {
+		len = (u32)min_t(u64, size - pos, x->data_size);
+		ret = cm_fw_copy_chunk(x, image, pos, len);
+		if (!ret)
+			ret = cm_fw_command(x, CM_BUS_FWLOAD_CHUNK, pos, len, 0, CM_FW_STEP_TIMEOUT_MS, true, &status);
+		if (!ret && status) {
+			dev_warn(dev, "firmware load: chunk at %llu refused: %s\n", pos, x->message);
+			return cm_fw_errno(status);
+		}
+	}
+	if (!ret)
+		ret = cm_fw_command(x, CM_BUS_FWLOAD_COMMIT, 0, 0, 0, CM_FW_COMMIT_TIMEOUT_MS, true, &status);
+	if (ret)
+		return ret;
+	if (status) {
+		dev_warn(dev, "firmware load refused: %s\n", x->message);
+		return cm_fw_errno(status);
+	}
+	return 0;
+}
+
 static int cm_ioctl_fw_load(struct cm_file *f, void __user *arg)
 {
+	struct cm_dev *cm = f->cm;
+	struct cm_fw_xfer x = { .cm = cm };
 	struct cm_fw_load req;
+	unsigned long flags;
+	ktime_t start;
 	u8 first, last;
+	u32 status;
+	int ret;
 
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
@@ -508,8 +739,46 @@ static int cm_ioctl_fw_load(struct cm_file *f, void __user *arg)
 		return -EFAULT;
 	(void)first;
 	(void)last;
-	/* The emulated card has no flash behind its BAR: its firmware is the cmfw process. */
-	return -EOPNOTSUPP;
+
+	spin_lock_irqsave(&cm->lock, flags);
+	if (cm->gone) {
+		ret = -ENODEV;
+	} else if (!cm_card_alive(cm)) {
+		ret = -EIO;
+	} else if (cm->ctrl.fwload_size == 0) {
+		ret = -EOPNOTSUPP;   /* the card takes no firmware over the bus (not booted from a flash) */
+	} else {
+		ret = 0;
+		x.box = cm->ctrl.fwload_offset;
+		x.data = cm->ctrl.fwload_offset + CM_BUS_FWLOAD_HEADER_SIZE;
+		x.data_size = cm->ctrl.fwload_size - CM_BUS_FWLOAD_HEADER_SIZE;
+		x.format_id = cm->ctrl.format_id;
+		x.seq = readl(cm->mem + x.box + CM_FW_DONE_SEQ);
+	}
+	spin_unlock_irqrestore(&cm->lock, flags);
+	if (ret)
+		return ret;
+
+	if (!mutex_trylock(&cm->fw_lock))
+		return -EBUSY;       /* another load is in progress */
+	x.buf = kmalloc(CM_FW_PIECE, GFP_KERNEL);
+	if (!x.buf) {
+		mutex_unlock(&cm->fw_lock);
+		return -ENOMEM;
+	}
+	start = ktime_get();
+	ret = cm_fw_send(&x, u64_to_user_ptr(req.data), req.size);
+	if (ret == 0) {
+		dev_info(&cm->pdev->dev, "firmware load: %llu bytes in %lld ms: %s\n", req.size,
+			 ktime_ms_delta(ktime_get(), start), x.message);
+	} else if (ret == -ETIMEDOUT || ret == -EINTR || ret == -EFAULT || ret == -ENOMEM) {
+		/* the card may still hold a part of the image: tell it to drop it (it would after 10 s anyway) */
+		if (cm_fw_command(&x, CM_BUS_FWLOAD_ABORT, 0, 0, 0, CM_FW_ABORT_TIMEOUT_MS, false, &status) == 0)
+			dev_info(&cm->pdev->dev, "firmware load abandoned (%d): the card dropped the image\n", ret);
+	}
+	kfree(x.buf);
+	mutex_unlock(&cm->fw_lock);
+	return ret;
 }
 
 static int cm_ioctl_counters(struct cm_file *f, void __user *arg)
@@ -560,8 +829,10 @@ static long cm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		ret = cm_ioctl_reset(f);
 		break;
 	case CM_IOC_FW_LOAD:
+		/* takes seconds: let the other ioctls through meanwhile (cm->fw_lock serializes loads) */
+		mutex_unlock(&cm->ioctl_lock);
 		ret = cm_ioctl_fw_load(f, uarg);
-		break;
+		goto counted;
 	case CM_IOC_COUNTERS:
 		ret = cm_ioctl_counters(f, uarg);
 		break;
@@ -771,6 +1042,7 @@ static int cm_probe(struct pci_dev *pdev, const struct pci_device_id *ent)
 		return -ENOMEM;
 	kref_init(&cm->ref);
 	mutex_init(&cm->ioctl_lock);
+	mutex_init(&cm->fw_lock);
 	spin_lock_init(&cm->lock);
 	init_waitqueue_head(&cm->wq);
 	timer_setup(&cm->timer, cm_timer, 0);

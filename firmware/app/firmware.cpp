@@ -135,6 +135,9 @@ Firmware::Firmware(const FirmwareConfig& config, std::unique_ptr<SteadyClock> cl
         if (std::sscanf(CM_VERSION, "%u.%u.%u", &major, &minor, &patch) == 3) {
             bus_config.engine.fw_version = major << 16 | minor << 8 | patch;
         }
+        // Booted from a flash: the host may load firmware over the bus into the other slot (docs/bus.md).
+        bus_config.fwload.flash_path = config.boot_flash;
+        bus_config.fwload.running_slot = config.boot_slot;
         auto bus = bus::BusDevice::create(bus_config, _clock->now());
         if (!bus) {
             throw std::runtime_error(bus.error());

@@ -2,6 +2,8 @@
 
 #include "base/log.hpp"
 
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -85,8 +87,15 @@ Expected<std::unique_ptr<BusDevice>, std::string> BusDevice::create(const BusDev
     }
     LayoutParams params = config.layout;
     params.total_size = size;
+    params.fwload_size = config.fwload.flash_path.empty() ? 0 : kFwLoadWindowSize;
     std::string why;
-    const auto layout = compute_layout(params, why);
+    auto layout = compute_layout(params, why);
+    if (!layout && params.fwload_size != 0) {
+        // Too small a bus for the window: the bus still works, firmware is loaded some other way.
+        log::warn("bus: no firmware-load window ({}): the host cannot load firmware over the bus", why);
+        params.fwload_size = 0;
+        layout = compute_layout(params, why);
+    }
     if (!layout) {
         return Unexpected{"bus memory " + config.memory_path + " (" + std::to_string(size) + " bytes): " + why};
     }
@@ -136,6 +145,11 @@ Expected<std::unique_ptr<BusDevice>, std::string> BusDevice::create(const BusDev
     if (config.echo) {
         d->_echo = std::make_unique<EchoService>(*d->_engine);
     }
+    if (layout->fwload_size != 0) {
+        // The engine formatted (zeroed) the window with the rest; the mailbox only reads it from now on.
+        d->_fwload = std::make_unique<FwLoadMailbox>(static_cast<std::byte*>(d->_map) + layout->fwload_offset,
+                                                     layout->fwload_size, config.fwload, now);
+    }
     // QEMU's ivshmem-plain never connects to the attach socket: a VM's driver takes these instead (bus_abi.h).
     for (std::uint32_t i = 0; i < config.memory_peer_qps; ++i) {
         if (!d->_engine->attach(CM_BUS_MEMORY_PEER)) {
@@ -143,9 +157,12 @@ Expected<std::unique_ptr<BusDevice>, std::string> BusDevice::create(const BusDev
         }
     }
     log::info("bus: {} bytes at {}: {} queue pairs x {} ring entries, {} slots of {} bytes ({} per queue pair), "
-              "attach socket {}{}",
+              "attach socket {}{}{}",
               size, config.memory_path, layout->qp_count, layout->ring_entries, layout->slot_count,
-              layout->slot_size, layout->slots_per_qp, config.socket_path, config.echo ? ", echo service on" : "");
+              layout->slot_size, layout->slots_per_qp, config.socket_path, config.echo ? ", echo service on" : "",
+              d->_fwload ? fmt::format(", firmware-load window of {} KiB at {:#x} (flash {})", layout->fwload_size / 1024,
+                                       layout->fwload_offset, config.fwload.flash_path)
+                         : std::string());
     return d;
 }
 
@@ -205,7 +222,21 @@ std::size_t BusDevice::poll(TimePoint now)
         }
         ++work;
     }
+    if (_fwload) {
+        work += _fwload->poll(now);
+    }
     return work + _engine->poll(now);
+}
+
+std::optional<TimePoint> BusDevice::next_wakeup() const
+{
+    std::optional<TimePoint> wake = _engine->next_wakeup();
+    if (_fwload) {
+        if (const auto fw = _fwload->next_wakeup(); fw && (!wake || *fw < *wake)) {
+            wake = fw;
+        }
+    }
+    return wake;
 }
 
 void BusDevice::accept_peers()

@@ -16,6 +16,7 @@
 #include "base/expected.hpp"
 #include "bus/echo.hpp"
 #include "bus/engine.hpp"
+#include "bus/fwload.hpp"
 #include "core/event_loop.hpp"
 
 #include <map>
@@ -33,6 +34,9 @@ struct BusDeviceConfig {
     bool echo = false;            // run the echo test service
     std::uint32_t memory_peer_qps = 0;  // queue pairs lent up front to CM_BUS_MEMORY_PEER (a VM's driver)
     EngineConfig engine;
+    // Firmware load over the bus (docs/bus.md): with a flash (cmfw --boot-flash, set by the boot ROM) the
+    // memory gets a firmware-load window and images the host sends are written into the inactive slot.
+    FwLoadConfig fwload;
 };
 
 class BusDevice final : public core::EventSource {
@@ -45,10 +49,16 @@ public:
     std::size_t poll(TimePoint now) override;
     void flush() override { _engine->flush(); }
     [[nodiscard]] int wait_fd() const override { return _epoll_fd; }
-    [[nodiscard]] std::optional<TimePoint> next_wakeup() const override { return _engine->next_wakeup(); }
+    [[nodiscard]] std::optional<TimePoint> next_wakeup() const override;
 
     [[nodiscard]] BusEngine& engine() noexcept { return *_engine; }
-    void register_counters(CounterRegistry& registry) const { registry.add("bus", _engine->counters()); }
+    /// The firmware-load mailbox; nullptr when the card takes no firmware over the bus.
+    [[nodiscard]] const FwLoadMailbox* fwload() const noexcept { return _fwload.get(); }
+    void register_counters(CounterRegistry& registry) const
+    {
+        registry.add("bus", _engine->counters());
+        registry.add("bus.fwload", _fwload ? _fwload->counters() : _no_fwload_counters);
+    }
     /// Marks the memory stopped and closes every peer (cmfw is exiting).
     void stop();
 
@@ -79,6 +89,8 @@ private:
     std::uint32_t _next_peer = 1;
     std::unique_ptr<BusEngine> _engine;
     std::unique_ptr<EchoService> _echo;
+    std::unique_ptr<FwLoadMailbox> _fwload;
+    FwLoadCounters _no_fwload_counters;  // all zero: the names exist with or without a window
 };
 
 }  // namespace cm::bus

@@ -22,6 +22,18 @@ dmesg | grep -E 'cm [0-9a-f:.]+: ' | sed 's/^/DMESG /'
 
 /cm_selftest /dev/cm0 "${cm_expect_fw:-}"
 
+# Firmware load through the driver (run.sh --fwload: the card booted from a flash; /good.img is a signed
+# image of the card's firmware). Refusals first: the host checks that only the last load wrote the flash.
+if [ -e /good.img ]; then
+    /cm_fwload /dev/cm0 /good.img:corrupt EBADMSG "corrupt payload refused"
+    /cm_fwload /dev/cm0 /good.img:truncated EBADMSG "truncated image refused"
+    /cm_fwload /dev/cm0 /good.img:wrongarch ENOEXEC "image for another architecture refused"
+    /cm_fwload /dev/cm0 zeros:$((32 * 1024 * 1024 + 1)) EFBIG "image larger than a flash slot refused"
+    /cm_fwload /dev/cm0 busy:$((24 * 1024 * 1024)) - "one load at a time"
+    /cm_fwload /dev/cm0 /good.img 0 "good image written"
+    dmesg | grep -E 'cm [0-9a-f:.]+: firmware load' | sed 's/^/DMESG /'
+fi
+
 NAME="rmmod cm"; ok rmmod cm
 NAME="/dev/cm0 gone after rmmod"; ok test ! -e /dev/cm0
 NAME="insmod again"; ok insmod /cm.ko

@@ -15,6 +15,9 @@
  *                               +0                       struct cm_bus_qp (4096 bytes: state, indices)
  *                               +qp.sq_offset            submission ring: entries x struct cm_bus_desc
  *                               +qp.eq_offset            event ring:      entries x struct cm_bus_desc
+ *   ctrl.fwload_offset        the firmware-load window, ctrl.fwload_size bytes (absent when 0, ABI 1.1):
+ *                               +0                       struct cm_bus_fwload (4096 bytes: the mailbox)
+ *                               +4096                    data area: one chunk of the image
  *   ctrl.slot_offset          slot_count buffer slots, each ctrl.slot_size bytes
  *
  * Slots are shared out statically: queue pair q owns ctrl.slots_per_qp slots starting at
@@ -131,7 +134,7 @@ typedef int32_t cm_bus_s32;
 
 #define CM_BUS_MAGIC 0x5355424dU            /* "MBUS" read as little-endian bytes 'M','B','U','S' */
 #define CM_BUS_ABI_MAJOR 1U
-#define CM_BUS_ABI_MINOR 0U
+#define CM_BUS_ABI_MINOR 1U                 /* 1.1: the firmware-load window */
 #define CM_BUS_ABI_VERSION ((CM_BUS_ABI_MAJOR << 16) | CM_BUS_ABI_MINOR)
 #define CM_BUS_CACHE_LINE 64U
 #define CM_BUS_CTRL_SIZE 4096U
@@ -206,10 +209,13 @@ typedef int32_t cm_bus_s32;
 /* Status values are Linux errno numbers (positive). The ones the bus uses: */
 #define CM_BUS_EPERM 1U
 #define CM_BUS_ENOENT 2U
+#define CM_BUS_EIO 5U
+#define CM_BUS_ENOEXEC 8U
 #define CM_BUS_EAGAIN 11U
 #define CM_BUS_ENOMEM 12U
 #define CM_BUS_EBUSY 16U
 #define CM_BUS_EINVAL 22U
+#define CM_BUS_EFBIG 27U
 #define CM_BUS_ENOSPC 28U
 #define CM_BUS_EPROTO 71U
 #define CM_BUS_EBADMSG 74U
@@ -245,7 +251,13 @@ struct cm_bus_ctrl {
     cm_bus_u32 heartbeat_ms;    /* current heartbeat period */
     cm_bus_u64 format_id;       /* changes every time the card formats the memory */
     cm_bus_u8 fw_version_str[32]; /* NUL-terminated */
-    cm_bus_u8 reserved[CM_BUS_CTRL_SIZE - 136];
+    /* ABI 1.1 (zero in 1.0, whose cards have no window) */
+    cm_bus_u64 fwload_offset;   /* the firmware-load window, from the start of the bus memory, a multiple of 4096,
+                                   between the queue pairs and the slots; 0 when fwload_size is 0 */
+    cm_bus_u32 fwload_size;     /* its bytes (a multiple of 4096, >= CM_BUS_FWLOAD_MIN_SIZE); 0: the card takes
+                                   no firmware over the bus (e.g. it was not booted from a flash) */
+    cm_bus_u32 pad0;
+    cm_bus_u8 reserved[CM_BUS_CTRL_SIZE - 152];
 };
 
 CM_BUS_ASSERT(sizeof(struct cm_bus_ctrl) == CM_BUS_CTRL_SIZE, "cm_bus_ctrl size");
@@ -271,7 +283,10 @@ CM_BUS_ASSERT_AT(struct cm_bus_ctrl, card_vectors, 88);
 CM_BUS_ASSERT_AT(struct cm_bus_ctrl, heartbeat_ms, 92);
 CM_BUS_ASSERT_AT(struct cm_bus_ctrl, format_id, 96);
 CM_BUS_ASSERT_AT(struct cm_bus_ctrl, fw_version_str, 104);
-CM_BUS_ASSERT_AT(struct cm_bus_ctrl, reserved, 136);
+CM_BUS_ASSERT_AT(struct cm_bus_ctrl, fwload_offset, 136);
+CM_BUS_ASSERT_AT(struct cm_bus_ctrl, fwload_size, 144);
+CM_BUS_ASSERT_AT(struct cm_bus_ctrl, pad0, 148);
+CM_BUS_ASSERT_AT(struct cm_bus_ctrl, reserved, 152);
 
 /* ---- Queue pair header: one cache line per writer ---------------------------------------------------- */
 
@@ -378,6 +393,76 @@ CM_BUS_ASSERT_AT(struct cm_bus_desc, local_port, 54);
 CM_BUS_ASSERT_AT(struct cm_bus_desc, local_addr, 56);
 CM_BUS_ASSERT_AT(struct cm_bus_desc, proxy_id, 60);
 CM_BUS_ASSERT_AT(struct cm_bus_desc, reserved, 62);
+
+/* ---- Firmware-load window (ABI 1.1): a mailbox, then one chunk of data ----------------------------------
+ *
+ * At ctrl.fwload_offset when ctrl.fwload_size != 0: struct cm_bus_fwload (CM_BUS_FWLOAD_HEADER_SIZE bytes),
+ * then the data area (fwload_size - CM_BUS_FWLOAD_HEADER_SIZE bytes: the largest chunk). The host writes a
+ * command into line 0 and stores `seq` last (release), a value the card has not answered yet (its previous
+ * command's seq + 1); the card copies the command out, checks it, acts, writes status, received, slot and
+ * message, and stores done_seq = seq last (release). One command at a time: the host waits for done_seq
+ * before it writes the next. The card looks at the mailbox at least every 100 ms, every millisecond while
+ * a load is in progress.
+ *   BEGIN  total          a new image of `total` bytes (1..CM_BUS_FWLOAD_MAX_IMAGE); drops any load in
+ *                         progress. Refused with EBUSY when no slot may be written now (the running slot is
+ *                         on trial), EFBIG when the image cannot fit a flash slot, ENOMEM.
+ *   CHUNK  offset length  data area bytes [0, length) are image bytes [offset, offset + length): chunks
+ *                         come in order (offset = received so far), 1 <= length <= the data area.
+ *   COMMIT                the card checks the whole image (structure, payload SHA-256, architecture) and
+ *                         writes it into the inactive flash slot, on trial from the next boot: `slot` says
+ *                         which. EBADMSG: corrupt or truncated image; ENOEXEC: built for another
+ *                         architecture; EBUSY: no slot may be written now; EIO: the flash write failed.
+ *   ABORT                 drops the load in progress (status 0 even without one).
+ * Any refusal ends the load in progress (BEGIN again). A bad command, offset or length: EINVAL; CHUNK or
+ * COMMIT without a load: EPROTO. A load idle for 10 s is dropped. The image's signature is not checked here:
+ * the boot ROM checks it at every boot (and boots the other slot when it is bad).
+ */
+#define CM_BUS_FWLOAD_HEADER_SIZE 4096U
+#define CM_BUS_FWLOAD_MIN_SIZE (CM_BUS_FWLOAD_HEADER_SIZE + 4096U)
+#define CM_BUS_FWLOAD_MAX_IMAGE (64U << 20)  /* = the driver's CM_FW_MAX_SIZE */
+#define CM_BUS_FWLOAD_MESSAGE_MAX 96U
+#define CM_BUS_FWLOAD_BEGIN 1U
+#define CM_BUS_FWLOAD_CHUNK 2U
+#define CM_BUS_FWLOAD_COMMIT 3U
+#define CM_BUS_FWLOAD_ABORT 4U
+#define CM_BUS_FWLOAD_NO_SLOT 0xffffffffU
+
+struct cm_bus_fwload {
+    /* line 0, host writes: the command; seq last */
+    cm_bus_u32 cmd;             /* CM_BUS_FWLOAD_* */
+    cm_bus_u32 seq;             /* a new value (the previous command's + 1) announces a command */
+    cm_bus_u64 offset;          /* CHUNK: where the data area's bytes go in the image */
+    cm_bus_u32 length;          /* CHUNK: bytes in the data area */
+    cm_bus_u32 pad0;
+    cm_bus_u64 total;           /* BEGIN: image bytes */
+    cm_bus_u8 pad1[32];
+    /* lines 1-2, card writes: the answer; done_seq last */
+    cm_bus_u32 done_seq;        /* the seq this answers */
+    cm_bus_u32 status;          /* 0 or a CM_BUS_E* errno value */
+    cm_bus_u64 received;        /* image bytes received in the load in progress */
+    cm_bus_u32 slot;            /* COMMIT: the flash slot written (0 = A, 1 = B), else CM_BUS_FWLOAD_NO_SLOT */
+    cm_bus_u32 pad2;
+    cm_bus_u8 message[CM_BUS_FWLOAD_MESSAGE_MAX]; /* NUL-terminated: what happened, for a person */
+    cm_bus_u8 pad3[8];
+    cm_bus_u8 reserved[CM_BUS_FWLOAD_HEADER_SIZE - 3 * CM_BUS_CACHE_LINE];
+};
+
+CM_BUS_ASSERT(sizeof(struct cm_bus_fwload) == CM_BUS_FWLOAD_HEADER_SIZE, "cm_bus_fwload size");
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, cmd, 0);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, seq, 4);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, offset, 8);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, length, 16);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, pad0, 20);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, total, 24);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, pad1, 32);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, done_seq, 64);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, status, 68);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, received, 72);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, slot, 80);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, pad2, 84);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, message, 88);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, pad3, 184);
+CM_BUS_ASSERT_AT(struct cm_bus_fwload, reserved, 192);
 
 /* ---- Attach socket messages (after the ivshmem-doorbell preamble) ------------------------------------ */
 

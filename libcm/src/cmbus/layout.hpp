@@ -18,6 +18,7 @@ struct LayoutParams {
     std::uint32_t slot_size = 16384;
     std::uint32_t conn_credit = 16;
     std::uint32_t max_conns_per_qp = 4096;
+    std::uint32_t fwload_size = 0;  // the firmware-load window (ABI 1.1): 0 none, else a page multiple
 };
 
 struct Layout {
@@ -32,6 +33,8 @@ struct Layout {
     std::uint64_t slot_offset = 0;
     std::uint32_t slot_count = 0;
     std::uint32_t slots_per_qp = 0;
+    std::uint64_t fwload_offset = 0;  // between the queue pairs and the slots; 0 when fwload_size is 0
+    std::uint32_t fwload_size = 0;
 
     [[nodiscard]] std::uint64_t qp_base(std::uint32_t q) const noexcept { return qp_offset + std::uint64_t{q} * qp_stride; }
     [[nodiscard]] std::uint32_t sq_offset() const noexcept { return CM_BUS_QP_HEADER_SIZE; }
@@ -76,6 +79,12 @@ inline std::optional<Layout> compute_layout(const LayoutParams& p, std::string& 
         why = "connections per queue pair must be 1..65535";
         return std::nullopt;
     }
+    if (p.fwload_size != 0 && (p.fwload_size % page != 0 || p.fwload_size < CM_BUS_FWLOAD_MIN_SIZE ||
+                               p.fwload_size > CM_BUS_FWLOAD_HEADER_SIZE + std::uint64_t{CM_BUS_FWLOAD_MAX_IMAGE})) {
+        why = "firmware-load window must be 0 or a multiple of 4096 in " + std::to_string(CM_BUS_FWLOAD_MIN_SIZE) +
+              ".." + std::to_string(CM_BUS_FWLOAD_HEADER_SIZE + std::uint64_t{CM_BUS_FWLOAD_MAX_IMAGE});
+        return std::nullopt;
+    }
     Layout l;
     l.total_size = p.total_size;
     l.qp_count = p.qp_count;
@@ -86,9 +95,15 @@ inline std::optional<Layout> compute_layout(const LayoutParams& p, std::string& 
     l.qp_offset = CM_BUS_CTRL_SIZE;
     l.qp_stride = static_cast<std::uint32_t>(align_page(CM_BUS_QP_HEADER_SIZE + 2ULL * p.ring_entries * CM_BUS_DESC_SIZE));
     l.slot_offset = align_page(l.qp_offset + std::uint64_t{p.qp_count} * l.qp_stride);
+    if (p.fwload_size != 0) {
+        l.fwload_offset = l.slot_offset;
+        l.fwload_size = p.fwload_size;
+        l.slot_offset += p.fwload_size;
+    }
     if (p.total_size <= l.slot_offset) {
-        why = "bus memory too small for " + std::to_string(p.qp_count) + " queue pairs (" +
-              std::to_string(l.slot_offset) + " bytes before the first slot)";
+        why = "bus memory too small for " + std::to_string(p.qp_count) + " queue pairs" +
+              (p.fwload_size != 0 ? " and the firmware-load window" : "") + " (" + std::to_string(l.slot_offset) +
+              " bytes before the first slot)";
         return std::nullopt;
     }
     const std::uint64_t slots = (p.total_size - l.slot_offset) / p.slot_size;
@@ -120,6 +135,8 @@ inline void describe_layout(const Layout& l, cm_bus_ctrl& c) noexcept
     c.conn_credit = l.conn_credit;
     c.max_conns_per_qp = l.max_conns_per_qp;
     c.card_vectors = l.qp_count;
+    c.fwload_offset = l.fwload_offset;
+    c.fwload_size = l.fwload_size;
 }
 
 /// Checks a copy of the control block against the size the host mapped; the layout it describes, or
@@ -146,13 +163,15 @@ inline std::optional<Layout> check_ctrl(const cm_bus_ctrl& c, std::uint64_t mapp
     p.slot_size = c.slot_size;
     p.conn_credit = c.conn_credit;
     p.max_conns_per_qp = c.max_conns_per_qp;
+    p.fwload_size = c.fwload_size;  // 0 from a 1.0 card (reserved bytes)
     auto l = compute_layout(p, why);
     if (!l) {
         return std::nullopt;
     }
     // The card must have used the same rules; anything else is refused rather than trusted.
     if (l->qp_offset != c.qp_offset || l->qp_stride != c.qp_stride || l->slot_offset != c.slot_offset ||
-        l->slot_count != c.slot_count || l->slots_per_qp != c.slots_per_qp || c.card_vectors != c.qp_count) {
+        l->slot_count != c.slot_count || l->slots_per_qp != c.slots_per_qp || c.card_vectors != c.qp_count ||
+        l->fwload_offset != c.fwload_offset) {
         why = "control block offsets are inconsistent";
         return std::nullopt;
     }

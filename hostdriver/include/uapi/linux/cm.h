@@ -79,9 +79,26 @@ struct cm_wait {
 #define CM_WAIT_MAX_MS 600000U
 
 /*
- * CM_IOC_FW_LOAD: write a firmware image into the card's flash (CAP_SYS_ADMIN). The arguments are checked
- * (EINVAL: size 0 or above CM_FW_MAX_SIZE, flags; EFAULT: unreadable data); then the emulated card, which
- * has no flash behind its BAR, answers EOPNOTSUPP (its firmware is the cmfw process: restart it instead).
+ * CM_IOC_FW_LOAD: write a firmware image (cmflash build; docs/image.md) into the card's flash (CAP_SYS_ADMIN).
+ * The driver sends it through the card's firmware-load window (docs/bus.md "Firmware load"); the card checks
+ * the whole image (structure, payload SHA-256, architecture) and writes it into its inactive flash slot, on
+ * trial from its next boot (the running slot is never written). The signature is not checked here: verify
+ * the image first (cmflash write --key); the card's boot ROM checks it at every boot and boots the other
+ * slot when it is bad. Sleeps while the image goes over (seconds); the card's refusal is logged (dmesg).
+ * 0: written. Errors:
+ *   EINVAL      size 0 or above CM_FW_MAX_SIZE, flags or pad not zero; or the card refused the request
+ *   EFAULT      the image is not readable
+ *   EOPNOTSUPP  the card takes no firmware over the bus (no window: its firmware was not booted from a flash)
+ *   EBUSY       another load is in progress on this card, or no slot may be written now (the running slot
+ *               is on trial: load again once it confirmed or rolled back)
+ *   EFBIG       the image does not fit a flash slot
+ *   EBADMSG     the image is corrupt or truncated (structure, payload SHA-256); nothing was written
+ *   ENOEXEC     the image is built for another architecture than the card's; nothing was written
+ *   ETIMEDOUT   the card did not answer a step in time (5 s; 30 s for the final check and flash write;
+ *               after that one the image may still have been written: look at the card's flash or log)
+ *   EINTR       a signal arrived; the card drops what it received
+ *   EIO         the card stopped or restarted meanwhile, or its flash write failed
+ *   ENOMEM, EPERM
  */
 struct cm_fw_load {
 	__u64 data;                /* user address of the image */
