@@ -276,6 +276,21 @@ int write_to_flash_file(const WriteArgs& a, const std::vector<std::uint8_t>& ima
     return 0;
 }
 
+// What CM_IOC_FW_LOAD's errors mean (hostdriver/include/uapi/linux/cm.h; the card's own message is in dmesg).
+std::string fw_load_error(int err) {
+    switch (err) {
+    case EBADMSG: return "the card found the image corrupt or truncated";
+    case ENOEXEC: return "the image is built for another architecture than the card's";
+    case EFBIG: return "the image is larger than a flash slot";
+    case EBUSY: return "the card's running slot is on trial (wait for it to confirm or roll back), or another load is in progress";
+    case EOPNOTSUPP: return "the card takes no firmware over the bus (its firmware was not booted from a flash)";
+    case EPERM:
+    case EACCES: return "loading firmware needs CAP_SYS_ADMIN";
+    case ETIMEDOUT: return "the card did not answer in time (the image may or may not be in its flash: reset the card and check)";
+    default: return std::strerror(err);
+    }
+}
+
 int write_to_device(const WriteArgs& a, const std::vector<std::uint8_t>& image) {
     const int fd = ::open(a.device.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) return fail(fmt::format("cannot open {}: {}", a.device, std::strerror(errno)));
@@ -285,7 +300,9 @@ int write_to_device(const WriteArgs& a, const std::vector<std::uint8_t>& image) 
     const int rc = ::ioctl(fd, CM_IOC_FW_LOAD, &req);
     const int err = errno;
     ::close(fd);
-    if (rc != 0) return fail(fmt::format("{}: firmware load refused: {}", a.device, std::strerror(err)));
+    if (rc != 0)
+        return fail(fmt::format("{}: firmware load refused: {} ({}); see the kernel log for the card's message", a.device,
+                                fw_load_error(err), std::strerror(err)));
     fmt::print("wrote {} ({} bytes) through {}: on trial from the card's next boot\n", a.image, image.size(), a.device);
     return 0;
 }
