@@ -74,7 +74,7 @@ void print_header(const Printer& out, const ImageHeader& h) {
 
 // Prints the verification verdict lines; returns true when the image is good.
 bool print_verdict(const Printer& out, const flash::Verification& v) {
-    out("sha256_check", v.hash_ok ? "ok" : "MISMATCH");
+    out("sha256_check", !v.hash_checked ? "not checked (the image is already refused)" : v.hash_ok ? "ok" : "MISMATCH");
     out("signature", v.signature_checked ? (v.signature_ok ? "valid" : "INVALID")
                      : !v.problem.empty()  ? "not checked (the image is already refused)"
                                            : "not checked (no --key)");

@@ -144,6 +144,7 @@ Expected<Verification, std::string> verify_image(std::span<const std::uint8_t> i
         return v;
     }
     const auto payload = image.subspan(boot::kImageHeaderSize);
+    v.hash_checked = true;
     v.hash_ok = sha256(payload) == v.header.payload_sha256;
     if (!v.hash_ok) {
         v.problem = "corrupt payload: its SHA-256 differs from the header's";

@@ -41,6 +41,7 @@ struct SigningKey {
 
 struct Verification {
     boot::ImageHeader header;
+    bool hash_checked = false;  // the image was whole enough to hash
     bool hash_ok = false;
     bool signature_checked = false;  // a key was given
     bool signature_ok = false;
