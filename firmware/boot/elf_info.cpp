@@ -4,8 +4,9 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
-#include <iterator>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace cm::boot {
 
@@ -45,14 +46,15 @@ void scan_notes(const std::uint8_t* data, std::uint64_t size, ElfInfo& info) {
     }
 }
 
-}  // namespace
-
-Expected<ElfInfo, std::string> read_elf_info(std::span<const std::uint8_t> file) {
+// Reads the ELF header, the program and section header tables, and the note sections only, through
+// `read_at(offset, size, out) -> bool` (true when the whole range was read): a file is never read whole.
+template <class ReadAt>
+Expected<ElfInfo, std::string> parse_elf(std::uint64_t n, ReadAt&& read_at) {
     using Err = Unexpected<std::string>;
-    const std::uint8_t* p = file.data();
-    const std::uint64_t n = file.size();
-    if (n < 64 || p[0] != 0x7f || p[1] != 'E' || p[2] != 'L' || p[3] != 'F')
+    std::vector<std::uint8_t> head;
+    if (n < 64 || !read_at(0, 64, head) || head[0] != 0x7f || head[1] != 'E' || head[2] != 'L' || head[3] != 'F')
         return Err{std::string("not an ELF file")};
+    const std::uint8_t* p = head.data();
     if (p[4] != 2 || p[5] != 1) return Err{std::string("not a 64-bit little-endian ELF file")};
     ElfInfo info;
     info.machine = get_le16(p + 18);
@@ -60,27 +62,53 @@ Expected<ElfInfo, std::string> read_elf_info(std::span<const std::uint8_t> file)
     const std::uint64_t shoff = get_le64(p + 40);
     const std::uint16_t phentsize = get_le16(p + 54), phnum = get_le16(p + 56);
     const std::uint16_t shentsize = get_le16(p + 58), shnum = get_le16(p + 60);
-    if (phnum && (phentsize < 56 || !in_bounds(phoff, std::uint64_t{phentsize} * phnum, n)))
+    std::vector<std::uint8_t> table;
+    if (phnum && (phentsize < 56 || !in_bounds(phoff, std::uint64_t{phentsize} * phnum, n) ||
+                  !read_at(phoff, std::uint64_t{phentsize} * phnum, table)))
         return Err{std::string("ELF program headers lie outside the file")};
     for (std::uint16_t i = 0; i < phnum; ++i)
-        if (get_le32(p + phoff + std::uint64_t{i} * phentsize) == kPtInterp) info.is_static = false;
-    if (shnum && (shentsize < 64 || !in_bounds(shoff, std::uint64_t{shentsize} * shnum, n)))
+        if (get_le32(table.data() + std::uint64_t{i} * phentsize) == kPtInterp) info.is_static = false;
+    if (shnum && (shentsize < 64 || !in_bounds(shoff, std::uint64_t{shentsize} * shnum, n) ||
+                  !read_at(shoff, std::uint64_t{shentsize} * shnum, table)))
         return Err{std::string("ELF section headers lie outside the file")};
+    std::vector<std::uint8_t> notes;
     for (std::uint16_t i = 0; i < shnum; ++i) {
-        const std::uint8_t* sh = p + shoff + std::uint64_t{i} * shentsize;
+        const std::uint8_t* sh = table.data() + std::uint64_t{i} * shentsize;
         if (get_le32(sh + 4) != kShtNote) continue;
         const std::uint64_t off = get_le64(sh + 24), size = get_le64(sh + 32);
-        if (!in_bounds(off, size, n)) return Err{fmt::format("ELF note section {} lies outside the file", i)};
-        scan_notes(p + off, size, info);
+        if (!in_bounds(off, size, n) || !read_at(off, size, notes))
+            return Err{fmt::format("ELF note section {} lies outside the file", i)};
+        scan_notes(notes.data(), size, info);
     }
     return info;
 }
 
+}  // namespace
+
+Expected<ElfInfo, std::string> read_elf_info(std::span<const std::uint8_t> file) {
+    return parse_elf(file.size(), [&](std::uint64_t offset, std::uint64_t size, std::vector<std::uint8_t>& out) {
+        out.assign(file.begin() + static_cast<std::ptrdiff_t>(offset),
+                   file.begin() + static_cast<std::ptrdiff_t>(offset + size));
+        return true;  // parse_elf checked the bounds
+    });
+}
+
 ElfInfo read_own_elf_info() {
-    std::ifstream in("/proc/self/exe", std::ios::binary);
-    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto info = read_elf_info(bytes);
-    return info ? *info : ElfInfo{};
+    const int fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    struct stat st {};
+    ElfInfo result;
+    if (::fstat(fd, &st) == 0) {
+        auto info = parse_elf(static_cast<std::uint64_t>(st.st_size),
+                              [&](std::uint64_t offset, std::uint64_t size, std::vector<std::uint8_t>& out) {
+                                  out.resize(size);
+                                  return ::pread(fd, out.data(), size, static_cast<off_t>(offset)) ==
+                                         static_cast<ssize_t>(size);
+                              });
+        if (info) result = std::move(*info);
+    }
+    ::close(fd);
+    return result;
 }
 
 }  // namespace cm::boot

@@ -25,7 +25,7 @@ struct ElfInfo {
 [[nodiscard]] Expected<ElfInfo, std::string> read_elf_info(std::span<const std::uint8_t> file);
 
 // The running process's own build id and version note (via /proc/self/exe; under qemu-user that is the
-// guest binary). Empty fields when unavailable.
+// guest binary): reads only its headers and note sections. Empty fields when unavailable.
 [[nodiscard]] ElfInfo read_own_elf_info();
 
 }  // namespace cm::boot

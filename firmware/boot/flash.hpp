@@ -24,7 +24,7 @@ namespace cm::boot {
 
 inline constexpr std::uint64_t kFlashMetaCopyBytes = 4096;
 inline constexpr std::uint64_t kFlashSlotsOffset = 64 * 1024;
-inline constexpr std::uint64_t kFlashDefaultSlotSize = 32ull << 20;
+inline constexpr std::uint64_t kFlashDefaultSlotSize = 64ull << 20;  // fits the largest image (kImageMaxImage)
 inline constexpr std::uint32_t kSlotCount = 2;
 inline constexpr std::uint32_t kNoSlot = 0xffffffff;
 

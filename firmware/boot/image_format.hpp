@@ -22,7 +22,8 @@ inline constexpr std::size_t kImageHeaderSize = 256;
 inline constexpr std::size_t kImageSignedHeaderBytes = 192;  // everything before the signature
 inline constexpr std::size_t kImageVersionMax = 31;          // characters of the version string
 inline constexpr std::size_t kImageBuildIdMax = 32;
-inline constexpr std::uint64_t kImageMaxPayload = 64ull << 20;  // = the driver's CM_FW_MAX_SIZE
+inline constexpr std::uint64_t kImageMaxImage = 64ull << 20;  // header + payload: the driver's CM_FW_MAX_SIZE
+inline constexpr std::uint64_t kImageMaxPayload = kImageMaxImage - kImageHeaderSize;
 
 // Target architectures, numbered as ELF's e_machine so a binary names its own.
 enum class Arch : std::uint32_t { X86_64 = 62, Aarch64 = 183 };

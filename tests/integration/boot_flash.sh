@@ -29,7 +29,15 @@ wait_boot_state() { # wait_boot_state KEY VALUE SECONDS
     echo "# status: $1=$(st "$1") (want $2)" >&2
     return 1
 }
-ping_ok() { [[ $(ping_received "$(in_client ping -c 2 -i 0.2 -W 1 198.18.0.2 2>&1 || true)") -ge 1 ]]; }
+# ping_ok: the card answers within 10 s (a firmware the boot ROM just started may still be opening its port:
+# the sanitizer build takes a few seconds).
+ping_ok() {
+    local i
+    for ((i = 0; i < 10; i++)); do
+        [[ $(ping_received "$(in_client ping -c 1 -W 1 198.18.0.2 2>&1 || true)") -ge 1 ]] && return 0
+    done
+    return 1
+}
 
 # ---- images -------------------------------------------------------------------------------------------
 "$CMFLASH" keygen "$T/dev" >/dev/null

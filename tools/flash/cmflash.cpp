@@ -246,7 +246,7 @@ int cmd_info(const std::string& path, const std::string& key_path, bool kv, bool
 struct WriteArgs {
     std::string image, flash_path, device, key, arch;
     bool create = false;
-    unsigned slot_size_mib = 32;
+    unsigned slot_size_mib = boot::kFlashDefaultSlotSize >> 20;
 };
 
 int write_to_flash_file(const WriteArgs& a, const std::vector<std::uint8_t>& image) {
