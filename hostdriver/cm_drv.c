@@ -17,7 +17,9 @@
  *
  * Queue pairs: QEMU's ivshmem never speaks the card's attach protocol (ATTACH/DETACH on the socket), so the
  * card lends queue pairs to a memory-only host up front (cmfw --bus-memory-peer-qps N): they are ATTACHED
- * with owner_peer == CM_BUS_MEMORY_PEER. This driver hands those out to files.
+ * with owner_peer == CM_BUS_MEMORY_PEER. This driver hands those out to files, and when a file goes away
+ * asks the card to release them (bus ABI 1.2: release_req = generation; cm_release_qp): the card resets
+ * their connections and lends them again with a new generation, and only then are they handed out again.
  *
  * The driver does not trust the card: every value read from BAR2 is bounds-checked before it is used
  * (the control block once, copied, at probe and reset; queue-pair headers and ring indices on every read).
@@ -42,7 +44,8 @@
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
-#include <linux/timer.h>
+#include <linux/hrtimer.h>
+#include <linux/ktime.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
 #include <linux/wait.h>
@@ -74,6 +77,9 @@
 #define CM_QP_EQ_PROD offsetof(struct cm_bus_qp, eq_prod)
 #define CM_QP_EQ_CONS offsetof(struct cm_bus_qp, eq_cons)
 #define CM_QP_HOST_PID offsetof(struct cm_bus_qp, host_pid)
+#define CM_QP_GENERATION offsetof(struct cm_bus_qp, generation)
+#define CM_QP_RELEASE offsetof(struct cm_bus_qp, release_req)
+#define CM_RELEASE_WAIT_MS 1000U     /* CM_IOC_ATTACH waits this long for queue pairs the card takes back */
 
 /* Firmware load: offsets in the mailbox, and how long the card may take to answer one command. */
 #define CM_FW_CMD offsetof(struct cm_bus_fwload, cmd)
@@ -95,6 +101,9 @@
 static unsigned int poll_interval_ms = 10;
 module_param(poll_interval_ms, uint, 0644);
 MODULE_PARM_DESC(poll_interval_ms, "event-ring re-check period without MSI-X (1..1000 ms, default 10)");
+static unsigned int poll_interval_us;
+module_param(poll_interval_us, uint, 0644);
+MODULE_PARM_DESC(poll_interval_us, "the same in microseconds (50..1000000), used instead when not 0 (default 0)");
 
 static bool use_msix = true;
 module_param(use_msix, bool, 0444);
@@ -134,10 +143,17 @@ struct cm_dev {
 	bool valid;                  /* ctrl was validated */
 	struct cm_bus_ctrl ctrl;     /* the validated copy (magic .. fw_version_str) */
 	struct cm_file *owner[CM_BUS_MAX_QPS]; /* which file holds each lent queue pair */
+	/*
+	 * Released queue pairs the card has not lent again yet (bus ABI 1.2: release_req): not handed out
+	 * until the card shows a generation other than the one released.
+	 */
+	bool pending[CM_BUS_MAX_QPS];
+	u32 released_gen[CM_BUS_MAX_QPS];
 	struct cm_counters cnt;
 
 	wait_queue_head_t wq;        /* pollers and waiters: woken by interrupts or the timer */
-	struct timer_list timer;     /* the polling fallback without MSI-X */
+	struct hrtimer timer;        /* the polling fallback without MSI-X */
+	bool timer_armed;            /* under lock: started and not yet seen ending (see cm_arm_timer) */
 	int nvec;                    /* MSI-X vectors in use, 0: polling */
 };
 
@@ -168,6 +184,30 @@ static bool cm_qp_lent(const struct cm_dev *cm, u32 qp)
 {
 	return cm_qp_read(cm, qp, CM_QP_STATE) == CM_BUS_QP_ATTACHED &&
 	       cm_qp_read(cm, qp, CM_QP_OWNER) == CM_BUS_MEMORY_PEER;
+}
+
+/*
+ * Whether queue pair `qp`, released by this driver, is still being taken back by the card (its connections
+ * reset, then lent again with a new generation). Caller holds cm->lock, cm->valid.
+ */
+static bool cm_qp_pending(struct cm_dev *cm, u32 qp)
+{
+	if (cm->pending[qp] && cm_qp_lent(cm, qp) && cm_qp_read(cm, qp, CM_QP_GENERATION) != cm->released_gen[qp])
+		cm->pending[qp] = false;
+	return cm->pending[qp];
+}
+
+/* Any released queue pair still pending. Caller holds cm->lock. */
+static bool cm_any_pending(struct cm_dev *cm)
+{
+	u32 q;
+
+	if (cm->gone || !cm->valid)
+		return false;
+	for (q = 0; q < cm->ctrl.qp_count; q++)
+		if (cm_qp_pending(cm, q))
+			return true;
+	return false;
 }
 
 /*
@@ -269,6 +309,7 @@ static int cm_load_ctrl(struct cm_dev *cm)
 	} else {
 		cm->ctrl = *c;
 		cm->valid = true;
+		memset(cm->pending, 0, sizeof(cm->pending));
 	}
 	spin_unlock_irqrestore(&cm->lock, flags);
 
@@ -291,26 +332,52 @@ static irqreturn_t cm_irq(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
-/* Without MSI-X nobody tells us about events: while someone sleeps, wake them to re-check the rings. */
-static void cm_timer(struct timer_list *t)
+/* The polling period: poll_interval_us when set, else poll_interval_ms (a high-resolution timer: a period
+ * below the kernel's tick, e.g. 200 us with HZ=250, is what makes a VM's server answer in well under 4 ms). */
+static ktime_t cm_poll_period(void)
 {
-	struct cm_dev *cm = from_timer(cm, t, timer);
+	unsigned int us = READ_ONCE(poll_interval_us);
+
+	if (us)
+		return ns_to_ktime((u64)clamp(us, 50U, 1000000U) * NSEC_PER_USEC);
+	return ms_to_ktime(clamp(READ_ONCE(poll_interval_ms), 1U, 1000U));
+}
+
+/* Without MSI-X nobody tells us about events: while someone sleeps, wake them to re-check the rings. */
+static enum hrtimer_restart cm_timer(struct hrtimer *t)
+{
+	struct cm_dev *cm = container_of(t, struct cm_dev, timer);
+	enum hrtimer_restart again = HRTIMER_NORESTART;
 	unsigned long flags;
-	bool gone;
 
 	spin_lock_irqsave(&cm->lock, flags);
 	cm->cnt.timer_ticks++;
-	gone = cm->gone;
+	if (!cm->gone && wq_has_sleeper(&cm->wq)) {
+		/* still armed: nobody else starts the timer, so it is not queued while we forward it */
+		hrtimer_forward_now(t, cm_poll_period());
+		again = HRTIMER_RESTART;
+	} else {
+		cm->timer_armed = false;
+	}
 	spin_unlock_irqrestore(&cm->lock, flags);
 	wake_up_interruptible(&cm->wq);
-	if (!gone && wq_has_sleeper(&cm->wq))
-		mod_timer(&cm->timer, jiffies + msecs_to_jiffies(clamp(poll_interval_ms, 1U, 1000U)));
+	return again;
 }
 
+/* Starts the polling timer unless it runs already. timer_armed, under the lock, makes sure the timer is
+ * never started while its callback may still forward it (hrtimer_forward on a queued timer warns). */
 static void cm_arm_timer(struct cm_dev *cm)
 {
-	if (!cm->nvec && !timer_pending(&cm->timer))
-		mod_timer(&cm->timer, jiffies + msecs_to_jiffies(clamp(poll_interval_ms, 1U, 1000U)));
+	unsigned long flags;
+
+	if (cm->nvec)
+		return;
+	spin_lock_irqsave(&cm->lock, flags);
+	if (!cm->timer_armed && !cm->gone) {
+		cm->timer_armed = true;
+		hrtimer_start(&cm->timer, cm_poll_period(), HRTIMER_MODE_REL);
+	}
+	spin_unlock_irqrestore(&cm->lock, flags);
 }
 
 /* ---- Readiness of a file ------------------------------------------------------------------------------ */
@@ -377,7 +444,8 @@ static int cm_ioctl_info(struct cm_file *f, void __user *arg)
 		info.conn_credit = cm->ctrl.conn_credit;
 		memcpy(info.fw_version_str, cm->ctrl.fw_version_str, sizeof(info.fw_version_str));
 		for (q = 0; q < cm->ctrl.qp_count; q++) {
-			if (!cm_qp_lent(cm, q))
+			/* a released queue pair the card is taking back is still this host's, and free */
+			if (!cm_qp_pending(cm, q) && !cm_qp_lent(cm, q))
 				continue;
 			info.qp_host++;
 			if (!cm->owner[q])
@@ -395,7 +463,8 @@ static int cm_ioctl_attach(struct cm_file *f, void __user *arg)
 {
 	struct cm_dev *cm = f->cm;
 	struct cm_attach req;
-	unsigned long flags;
+	unsigned long flags, until;
+	bool pending;
 	u32 q;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
@@ -405,13 +474,28 @@ static int cm_ioctl_attach(struct cm_file *f, void __user *arg)
 	req.attached = 0;
 	memset(req.qps, 0, sizeof(req.qps));
 
+	/*
+	 * Queue pairs released a moment ago (a server that died and is being restarted) come back once the
+	 * card has reset their connections: wait for that, briefly, rather than answer ENOSPC.
+	 */
+	until = jiffies + msecs_to_jiffies(CM_RELEASE_WAIT_MS);
+	for (;;) {
+		spin_lock_irqsave(&cm->lock, flags);
+		pending = cm_any_pending(cm);
+		spin_unlock_irqrestore(&cm->lock, flags);
+		if (!pending || time_after(jiffies, until))
+			break;
+		if (msleep_interruptible(1))
+			return -EINTR;
+	}
+
 	spin_lock_irqsave(&cm->lock, flags);
 	if (!cm_card_alive(cm)) {
 		spin_unlock_irqrestore(&cm->lock, flags);
 		return -EIO;
 	}
 	for (q = 0; q < cm->ctrl.qp_count && req.attached < req.count; q++) {
-		if (cm->owner[q] || !cm_qp_lent(cm, q))
+		if (cm->owner[q] || cm_qp_pending(cm, q) || !cm_qp_lent(cm, q))
 			continue;
 		cm->owner[q] = f;
 		cm_qp_write(cm, q, CM_QP_HOST_PID, task_tgid_nr(current));
@@ -434,12 +518,30 @@ static int cm_ioctl_attach(struct cm_file *f, void __user *arg)
 	return 0;
 }
 
-/* Gives queue pair q back. Caller holds cm->lock and checked that f owns it. */
+/*
+ * Gives queue pair q back. Caller holds cm->lock and checked that f owns it. A card of bus ABI 1.2 or later
+ * is asked to release it (release_req = its generation): the card resets the connections the process left
+ * and lends the queue pair again with a new generation; until then it is not handed out (cm_qp_pending).
+ */
 static void cm_release_qp(struct cm_dev *cm, u32 q)
 {
+	u32 state, gen;
+
 	cm->owner[q] = NULL;
-	if (!cm->gone && cm->valid)
-		cm_qp_write(cm, q, CM_QP_HOST_PID, 0);
+	if (cm->gone || !cm->valid)
+		return;
+	cm_qp_write(cm, q, CM_QP_HOST_PID, 0);
+	if ((cm->ctrl.abi_version & 0xffff) < 2)
+		return;
+	state = cm_qp_read(cm, q, CM_QP_STATE);
+	if ((state != CM_BUS_QP_ATTACHED && state != CM_BUS_QP_FAULT) ||
+	    cm_qp_read(cm, q, CM_QP_OWNER) != CM_BUS_MEMORY_PEER)
+		return;              /* not lent to us any more (the card restarted): nothing to release */
+	gen = cm_qp_read(cm, q, CM_QP_GENERATION);
+	cm->released_gen[q] = gen;
+	cm->pending[q] = true;
+	wmb();                   /* the process's last ring writes before the request */
+	cm_qp_write(cm, q, CM_QP_RELEASE, gen);
 }
 
 static int cm_ioctl_detach(struct cm_file *f, void __user *arg)
@@ -1045,7 +1147,8 @@ static int cm_probe(struct pci_dev *pdev, const struct pci_device_id *ent)
 	mutex_init(&cm->fw_lock);
 	spin_lock_init(&cm->lock);
 	init_waitqueue_head(&cm->wq);
-	timer_setup(&cm->timer, cm_timer, 0);
+	hrtimer_init(&cm->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+	cm->timer.function = cm_timer;
 	cm->pdev = pdev;
 	cm->board = ent->driver_data;
 	cm->id = ida_alloc(&cm_ida, GFP_KERNEL);
@@ -1127,7 +1230,7 @@ static void cm_remove(struct pci_dev *pdev)
 	cm->gone = true;
 	spin_unlock_irqrestore(&cm->lock, flags);
 	wake_up_interruptible_all(&cm->wq);
-	del_timer_sync(&cm->timer);
+	hrtimer_cancel(&cm->timer);
 	cm_free_irqs(cm);
 	if (cm->regs)
 		pci_iounmap(pdev, cm->regs);

@@ -225,7 +225,11 @@ std::size_t BusDevice::poll(TimePoint now)
     if (_fwload) {
         work += _fwload->poll(now);
     }
-    return work + _engine->poll(now);
+    work += _engine->poll(now);
+    _last_poll = now;
+    _memory_peer_active = _config.memory_peer_qps != 0 && _config.memory_peer_poll > Duration::zero() &&
+                          _engine->memory_peer_active();
+    return work;
 }
 
 std::optional<TimePoint> BusDevice::next_wakeup() const
@@ -234,6 +238,13 @@ std::optional<TimePoint> BusDevice::next_wakeup() const
     if (_fwload) {
         if (const auto fw = _fwload->next_wakeup(); fw && (!wake || *fw < *wake)) {
             wake = fw;
+        }
+    }
+    if (_memory_peer_active) {
+        // No doorbell comes from a VM behind ivshmem-plain: look at its rings again soon.
+        const TimePoint poll = _last_poll + _config.memory_peer_poll;
+        if (!wake || poll < *wake) {
+            wake = poll;
         }
     }
     return wake;
@@ -371,9 +382,20 @@ void BusDevice::drop_peer(std::uint32_t id)
 
 void BusDevice::notify(std::uint32_t qp)
 {
+    const std::uint64_t one = 1;
     if (qp < _notify_fd.size() && _notify_fd[qp] >= 0) {
-        const std::uint64_t one = 1;
         (void)!::write(_notify_fd[qp], &one, sizeof one);
+    } else if (_config.memory_peer_qps != 0 && qp < _notify_fd.size() &&
+               load_relaxed(_engine->qp_header(qp).owner_peer) == CM_BUS_MEMORY_PEER) {
+        // A memory-peer queue pair belongs to no socket peer, but a VM behind QEMU's ivshmem-doorbell is one:
+        // its vector qp is the guest's MSI-X interrupt for queue pair qp. Which peer is that VM is not known
+        // (QEMU sends no requests), so every peer's vector qp is written: the others never read that vector
+        // (qp is not theirs), an eventfd only counts.
+        for (const auto& [id, peer] : _peers) {
+            if (qp < peer.vectors.size()) {
+                (void)!::write(peer.vectors[qp], &one, sizeof one);
+            }
+        }
     }
 }
 

@@ -33,6 +33,9 @@ struct BusDeviceConfig {
     LayoutParams layout;          // total_size is taken from the file / size
     bool echo = false;            // run the echo test service
     std::uint32_t memory_peer_qps = 0;  // queue pairs lent up front to CM_BUS_MEMORY_PEER (a VM's driver)
+    // Those have no doorbells: while a process has one (or a release is pending) the card looks at their
+    // rings at least this often (docs/bus.md, "The memory peer"). 0: only when something else wakes the loop.
+    Duration memory_peer_poll = std::chrono::microseconds(100);
     EngineConfig engine;
     // Firmware load over the bus (docs/bus.md): with a flash (cmfw --boot-flash, set by the boot ROM) the
     // memory gets a firmware-load window and images the host sends are written into the inactive slot.
@@ -90,6 +93,8 @@ private:
     std::unique_ptr<BusEngine> _engine;
     std::unique_ptr<EchoService> _echo;
     std::unique_ptr<FwLoadMailbox> _fwload;
+    TimePoint _last_poll{};
+    bool _memory_peer_active = false;   // poll the memory peer's queue pairs on a timer
     FwLoadCounters _no_fwload_counters;  // all zero: the names exist with or without a window
 };
 

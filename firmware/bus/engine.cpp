@@ -75,44 +75,65 @@ void BusEngine::stop()
 std::optional<std::uint32_t> BusEngine::attach(std::uint32_t peer)
 {
     for (QueuePair& q : _qps) {
-        if (q.attached) {
-            continue;
+        if (!q.attached) {
+            attach_qp(q, peer);
+            return q.index;
         }
-        auto* descs = reinterpret_cast<cm_bus_desc*>(reinterpret_cast<std::byte*>(q.hdr));
-        cm_bus_desc* sq = descs + _layout.sq_offset() / CM_BUS_DESC_SIZE;
-        cm_bus_desc* eq = descs + _layout.eq_offset() / CM_BUS_DESC_SIZE;
-        // Indices start at 0: written before the state says ATTACHED (release), read by the host after.
-        q.hdr->sq_prod = q.hdr->sq_cons = q.hdr->eq_prod = q.hdr->eq_cons = 0;
-        q.hdr->card_need_wakeup = q.hdr->host_need_wakeup = 0;
-        q.hdr->host_fault = 0;
-        q.hdr->fault = CM_BUS_FAULT_NONE;
-        q.hdr->owner_peer = peer;
-        q.hdr->generation = ++q.generation;
-        q.sq = RingConsumer({sq, _layout.ring_entries, &q.hdr->sq_prod, &q.hdr->sq_cons, &q.hdr->card_need_wakeup}, 0);
-        q.eq = RingProducer({eq, _layout.ring_entries, &q.hdr->eq_prod, &q.hdr->eq_cons, &q.hdr->host_need_wakeup}, 0);
-        q.h2c = SlotHolding(_layout.h2c_first(q.index), _layout.h2c_count());
-        q.held.assign(_layout.h2c_count(), HeldSlot{});
-        q.c2h = SlotPool(_layout.c2h_first(q.index), _layout.c2h_count());
-        q.lent_to.assign(_layout.c2h_count(), 0);
-        if (q.conns.empty()) {
-            q.conns.resize(_layout.max_conns_per_qp);  // generations survive detach: stale ids stay stale
-        }
-        q.free_conns.clear();
-        for (std::uint32_t i = _layout.max_conns_per_qp; i > 0; --i) {
-            q.free_conns.push_back(i - 1);
-        }
-        q.work.clear();
-        q.writers.clear();
-        q.errors = 0;
-        q.peer = peer;
-        q.faulted = false;
-        q.attached = true;
-        store_release(q.hdr->state, CM_BUS_QP_ATTACHED);
-        ++_counters.qp_attached;
-        update_gauges();
-        return q.index;
     }
     return std::nullopt;
+}
+
+void BusEngine::attach_qp(QueuePair& q, std::uint32_t peer)
+{
+    auto* descs = reinterpret_cast<cm_bus_desc*>(reinterpret_cast<std::byte*>(q.hdr));
+    cm_bus_desc* sq = descs + _layout.sq_offset() / CM_BUS_DESC_SIZE;
+    cm_bus_desc* eq = descs + _layout.eq_offset() / CM_BUS_DESC_SIZE;
+    // Indices start at 0: written before the state says ATTACHED (release), read by the host after.
+    q.hdr->sq_prod = q.hdr->sq_cons = q.hdr->eq_prod = q.hdr->eq_cons = 0;
+    q.hdr->card_need_wakeup = q.hdr->host_need_wakeup = 0;
+    q.hdr->host_fault = 0;
+    q.hdr->release_req = 0;
+    q.hdr->fault = CM_BUS_FAULT_NONE;
+    q.hdr->owner_peer = peer;
+    q.hdr->generation = ++q.generation;
+    q.sq = RingConsumer({sq, _layout.ring_entries, &q.hdr->sq_prod, &q.hdr->sq_cons, &q.hdr->card_need_wakeup}, 0);
+    q.eq = RingProducer({eq, _layout.ring_entries, &q.hdr->eq_prod, &q.hdr->eq_cons, &q.hdr->host_need_wakeup}, 0);
+    q.h2c = SlotHolding(_layout.h2c_first(q.index), _layout.h2c_count());
+    q.held.assign(_layout.h2c_count(), HeldSlot{});
+    q.c2h = SlotPool(_layout.c2h_first(q.index), _layout.c2h_count());
+    q.lent_to.assign(_layout.c2h_count(), 0);
+    if (q.conns.empty()) {
+        q.conns.resize(_layout.max_conns_per_qp);  // generations survive detach: stale ids stay stale
+    }
+    q.free_conns.clear();
+    for (std::uint32_t i = _layout.max_conns_per_qp; i > 0; --i) {
+        q.free_conns.push_back(i - 1);
+    }
+    q.work.clear();
+    q.writers.clear();
+    q.errors = 0;
+    q.peer = peer;
+    q.faulted = false;
+    q.attached = true;
+    store_release(q.hdr->state, CM_BUS_QP_ATTACHED);
+    ++_counters.qp_attached;
+    update_gauges();
+}
+
+bool BusEngine::release_requested(const QueuePair& q) const
+{
+    return q.attached && q.peer == CM_BUS_MEMORY_PEER && load_acquire(q.hdr->release_req) == q.generation;
+}
+
+bool BusEngine::memory_peer_active() const
+{
+    for (const QueuePair& q : _qps) {
+        if (q.attached && q.peer == CM_BUS_MEMORY_PEER &&
+            (load_relaxed(q.hdr->host_pid) != 0 || release_requested(q))) {
+            return true;
+        }
+    }
+    return false;
 }
 
 bool BusEngine::detach(std::uint32_t qp, std::uint32_t peer)
@@ -648,6 +669,15 @@ std::size_t BusEngine::poll(TimePoint now)
     const std::size_t n = _qps.size();
     for (std::size_t k = 0; k < n; ++k) {
         QueuePair& q = _qps[(_next_qp + k) % n];
+        if (release_requested(q)) {
+            // The host's driver gave it back (its process closed the device or died): drop everything of
+            // the old owner, as for an attach-socket peer that hung up, and lend it again, faulted or not.
+            detach_qp(q);
+            attach_qp(q, CM_BUS_MEMORY_PEER);
+            ++_counters.qp_released;
+            ++work;
+            continue;
+        }
         if (q.attached && !q.faulted) {
             work += poll_qp(q, now);
         }

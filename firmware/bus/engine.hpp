@@ -39,6 +39,7 @@ namespace cm::bus {
     X(attach_refused, "attach requests refused (no free queue pair)")                                   \
     X(qp_attached, "queue pairs attached")                                                              \
     X(qp_detached, "queue pairs detached (by request or reclaimed)")                                    \
+    X(qp_released, "memory-peer queue pairs the host's driver released (connections reset, lent again)")   \
     X(qp_faults, "queue pairs faulted (impossible index or too many bad descriptors)")                  \
     X(qp_in_use, "gauge: queue pairs attached now")                                                     \
     X(sq_index_faults, "faults: a submission producer index more than a ring ahead")                    \
@@ -155,6 +156,9 @@ public:
     bool detach(std::uint32_t qp, std::uint32_t peer);
     /// Detaches every queue pair of `peer`; returns how many.
     std::uint32_t detach_peer(std::uint32_t peer);
+    /// True while a memory-peer queue pair (CM_BUS_MEMORY_PEER: no doorbells) has a process on it
+    /// (host_pid != 0) or a release pending: BusDevice then polls the rings on a timer.
+    [[nodiscard]] bool memory_peer_active() const;
     /// Called with a queue pair whose host asked to be notified of new events.
     void set_notify(std::function<void(std::uint32_t qp)> notify) { _notify = std::move(notify); }
     void add_service(BusService& service) { _services.push_back(&service); }
@@ -246,6 +250,8 @@ private:
         TimePoint last_work{};
     };
 
+    void attach_qp(QueuePair& q, std::uint32_t peer);
+    [[nodiscard]] bool release_requested(const QueuePair& q) const;
     std::size_t poll_qp(QueuePair& q, TimePoint now);
     void handle(QueuePair& q, const cm_bus_desc& d);
     void handle_data(QueuePair& q, const cm_bus_desc& d);

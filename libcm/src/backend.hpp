@@ -1,7 +1,7 @@
 // How libcm reaches a card: "map the bus memory and get the notification fds". Everything after the mapping
 // (rings, slots, connections: qp.cpp) is the same for every backend.
 //   EmuBackend  the emulated card's attach socket (ivshmem-doorbell preamble, then ATTACH/DETACH requests)
-//   /dev/cmN    (the host-driver issue) mmap of the BAR, ioctls to attach, poll() on the file
+//   DevBackend  /dev/cmN (hostdriver/): mmap of the BAR, ioctls to attach, poll() on the driver's file
 #pragma once
 
 #include <cstddef>
@@ -25,6 +25,10 @@ public:
     virtual int detach(std::uint32_t qp) = 0;
     /// Readable when the card notified queue pair `qp`.
     [[nodiscard]] virtual int notify_fd(std::uint32_t qp) const = 0;
+    /// A second fd to wait on beside notify_fd, or -1: the driver's file, readable while the queue pair has
+    /// events (level-triggered on the ring) and EPOLLERR when it faulted or the card stopped. notify_fd is
+    /// then libcm's own eventfd (libcm writes it to make cm_qp_fd readable).
+    [[nodiscard]] virtual int event_fd(std::uint32_t /*qp*/) const { return -1; }
     /// Clears the notification of `qp` (after the fd polled readable); true if there was one.
     virtual bool drain(std::uint32_t qp) = 0;
     /// An fd that reports POLLRDHUP/POLLHUP when the card is gone (the emulated card's attach socket), or -1
@@ -36,6 +40,11 @@ public:
 
 /// Connects to an emulated card's attach socket. A negative errno on failure.
 int open_emu_backend(const std::string& socket_path, std::unique_ptr<Backend>& out);
+
+/// Opens /dev/cmN (the host driver). A negative errno on failure.
+int open_dev_backend(const std::string& path, std::unique_ptr<Backend>& out);
+/// True for a character device (cm_device_open then uses open_dev_backend).
+bool is_char_device(const std::string& path);
 
 /// The device path cm_device_open(NULL) means: $CM_DEVICE, else the single <run dir>/emu/*/bus.sock
 /// ($CM_RUN_DIR, default /run/cm). A negative errno (-ENODEV none, -EEXIST several) on failure.

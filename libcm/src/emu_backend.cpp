@@ -246,6 +246,10 @@ int default_device_path(std::string& out)
         out = g.gl_pathv[0];
     }
     ::globfree(&g);
+    if (n == 0 && is_char_device("/dev/cm0")) {
+        out = "/dev/cm0";  // no emulated card here, but the host driver's first card (e.g. inside a VM)
+        return 0;
+    }
     return n == 1 ? 0 : (n == 0 ? -ENODEV : -EEXIST);
 }
 

@@ -82,6 +82,11 @@ struct cm_qp {
     std::deque<Ready> ready;
     int fault = 0;                 // negative errno once the queue pair is unusable
     std::uint64_t busy_poll_ns = 0;
+    // Backends whose card does not keep a notification pending (the driver's file is readable only while the
+    // event ring is not consumed): events taken in outside cm_qp_poll make the notification fd readable
+    // (process_events), once until it is drained.
+    bool in_poll = false;          // inside cm_qp_poll
+    bool kicked = false;           // the notification fd was written and not drained since
     int epoll_fd = -1;             // cm_qp_fd(): the notification fd and the backend's liveness fd
     std::uint64_t heartbeat = 0;   // the card's heartbeat when last seen to change ...
     std::uint64_t heartbeat_seen_ns = 0;  // ... and when that was

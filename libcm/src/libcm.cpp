@@ -183,6 +183,16 @@ void end_conn(cm_qp* qp, cm_conn* c, bool reset)
     }
 }
 
+/// Makes the notification fd readable (cm_qp_fd wakes the application's loop).
+void kick(cm_qp* qp)
+{
+    const std::uint64_t one = 1;
+    if (::write(qp->dev->backend->notify_fd(qp->index), &one, sizeof one) < 0) {
+        // an eventfd only refuses at its 2^64-2 limit: it is readable then anyway
+    }
+    qp->kicked = true;
+}
+
 /// Takes every pending event in. Returns how many, or the queue pair's fault.
 int process_events(cm_qp* qp)
 {
@@ -309,6 +319,14 @@ int process_events(cm_qp* qp)
         }
     }
     qp->eq.release();
+    // With the emulator the card's notification (an eventfd write) stays pending until cm_qp_poll drains it,
+    // even when a call here took the events in first. The driver's file is readable only while events are
+    // in the ring: events taken in by a call other than cm_qp_poll (cm_read, cm_write ... consuming what
+    // the card notified) would leave ready entries and no wake-up (the card cleared host_need_wakeup when
+    // it notified). So say it ourselves, as the card's eventfd would.
+    if (n > 0 && !qp->in_poll && !qp->kicked && qp->dev->backend->event_fd(qp->index) >= 0) {
+        kick(qp);
+    }
     return qp->fault != 0 ? qp->fault : n;
 }
 
@@ -341,13 +359,16 @@ int wait(cm_qp* qp, std::uint64_t deadline_ns)
         slice = std::min(slice, deadline_ns - now);
     }
     ++qp->stats.waits;
-    // The notification fd, and the backend's liveness fd so that a card that dies wakes us at once.
-    pollfd pfd[2] = {{qp->dev->backend->notify_fd(qp->index), POLLIN, 0},
-                     {qp->dev->backend->liveness_fd(), POLLRDHUP, 0}};
+    // The notification fd, the backend's liveness fd so that a card that dies wakes us at once, and the
+    // driver's file (/dev/cmN: readable while the event ring has entries; -1 is ignored by poll).
+    pollfd pfd[3] = {{qp->dev->backend->notify_fd(qp->index), POLLIN, 0},
+                     {qp->dev->backend->liveness_fd(), POLLRDHUP, 0},
+                     {qp->dev->backend->event_fd(qp->index), POLLIN, 0}};
     const int ms = static_cast<int>((slice + 999999) / 1000000);
-    if (::poll(pfd, pfd[1].fd >= 0 ? 2 : 1, ms) > 0) {
+    if (::poll(pfd, 3, ms) > 0) {
         if (pfd[0].revents != 0) {
             qp->dev->backend->drain(qp->index);
+            qp->kicked = false;
         }
         if ((pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
             qp->fault = -ENODEV;
@@ -372,10 +393,7 @@ int restore_notification(cm_qp* qp)
             return rc;
         }
     }
-    const std::uint64_t one = 1;
-    if (::write(qp->dev->backend->notify_fd(qp->index), &one, sizeof one) < 0) {
-        // an eventfd only refuses at its 2^64-2 limit: it is readable then anyway
-    }
+    kick(qp);
     return 0;
 }
 
@@ -449,8 +467,10 @@ extern "C" int cm_device_open(const char* path, cm_device** out)
         }
     }
     std::unique_ptr<cm::lib::Backend> backend;
-    // /dev/cmN (the host driver) is opened by its own backend once the driver exists; a socket path here.
-    if (int rc = cm::lib::open_emu_backend(where, backend); rc != 0) {
+    // A character device is the host driver's /dev/cmN; anything else an emulated card's attach socket.
+    if (int rc = cm::lib::is_char_device(where) ? cm::lib::open_dev_backend(where, backend)
+                                                : cm::lib::open_emu_backend(where, backend);
+        rc != 0) {
         return rc;
     }
     cm_bus_ctrl ctrl;
@@ -539,6 +559,10 @@ extern "C" int cm_qp_open(cm_device* dev, cm_qp** out)
             ev.events = EPOLLRDHUP;
             ::epoll_ctl(qp->epoll_fd, EPOLL_CTL_ADD, live, &ev);
         }
+        if (const int events = dev->backend->event_fd(index); events >= 0) {
+            ev.events = EPOLLIN;  // level-triggered: readable until the event ring is consumed
+            ::epoll_ctl(qp->epoll_fd, EPOLL_CTL_ADD, events, &ev);
+        }
     }
     if (cm::bus::load_acquire(qp->hdr->state) != CM_BUS_QP_ATTACHED) {
         qp->fault = -EIO;
@@ -600,6 +624,15 @@ extern "C" int cm_qp_poll(cm_qp* qp, cm_ready* ready, int max, int timeout_ms)
         // Woken without a notification: perhaps the card hung up (cm_qp_fd covers that too).
         card_hung_up(qp);
     }
+    qp->kicked = false;
+    // cm_qp_poll re-arms the notification itself before it returns (restore_notification)
+    struct InPoll {
+        cm_qp* qp;
+        explicit InPoll(cm_qp* q) : qp(q) { qp->in_poll = true; }
+        ~InPoll() { qp->in_poll = false; }
+        InPoll(const InPoll&) = delete;
+        InPoll& operator=(const InPoll&) = delete;
+    } in_poll(qp);
     int rc = wait_until(qp, timeout_ms, [&] { return !qp->ready.empty(); });
     if (rc == -EAGAIN || rc == -ETIMEDOUT) {
         rc = 0;

@@ -11,6 +11,50 @@ echo "VM: boot $(uname -r)"
 ok() { if "$@"; then echo "PASS $NAME"; else echo "FAIL $NAME"; fi; }
 
 dmesg -n 1
+
+# run.sh --httpd: cm-httpd (static, libcm over /dev/cm0) serves the host's clients through the card.
+# The host sends commands on ttyS1 (a QEMU pipe): "kill" (SIGKILL the server, start a new one), "done".
+if [ "${cm_mode:-}" = httpd ]; then
+    NAME="insmod cm.ko (polling every ${cm_poll_us:-200} us)"; ok insmod /cm.ko poll_interval_us=${cm_poll_us:-200}
+    i=0; while [ ! -c /dev/cm0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    NAME="/dev/cm0 exists"; ok test -c /dev/cm0
+    stty -F /dev/ttyS1 raw -echo 2>/dev/null
+    n=0
+    start_httpd() {
+        n=$((n + 1))
+        /cm-httpd --backend cm --device /dev/cm0 --port 80 --body-size 1024 --quiet \
+            --ready-file /tmp/ready$n --stats-file /tmp/stats$n 2>/tmp/httpd$n.log &
+        pid=$!
+        i=0; while [ ! -s /tmp/ready$n ] && [ $i -lt 100 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+        NAME="cm-httpd $n ready on /dev/cm0"; ok test -s /tmp/ready$n
+        [ -s /tmp/ready$n ] || sed 's/^/HTTPD /' /tmp/httpd$n.log
+        echo "VM: httpd ready $n"
+    }
+    start_httpd
+    while read -r cmd </dev/ttyS1; do
+        case $cmd in
+        kill)
+            kill -9 $pid; wait $pid 2>/dev/null
+            echo "VM: httpd $n killed"
+            start_httpd ;;
+        done) break ;;
+        esac
+    done
+    kill -TERM $pid; wait $pid; st=$?
+    NAME="cm-httpd $n exited cleanly on SIGTERM"; ok test $st -eq 0
+    grep -E '^(requests|responses|bytes_out|conns_accepted|errors)' /tmp/stats$n 2>/dev/null | tr '\n' ' ' | sed 's/^/HTTPD stats: /'; echo
+    dmesg | grep -E 'cm [0-9a-f:.]+: ' | sed 's/^/DMESG /'
+    grep cm0 /proc/interrupts | sed 's/^/INFO /'
+    awk '/ cm0$/ { for (i = 2; i < NF; i++) if ($i ~ /^[0-9]+$/) s += $i } END { print "INFO cm0 interrupts " s + 0 }' /proc/interrupts
+    NAME="rmmod cm"; ok rmmod cm
+    if dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection' >/tmp/bad; then
+        sed 's/^/DMESG /' /tmp/bad; echo "FAIL guest dmesg clean"
+    else
+        echo "PASS guest dmesg clean"
+    fi
+    echo "VM: done"
+    poweroff -f
+fi
 NAME="two ivshmem devices (1af4:1110): the card and another user"; ok test "$(grep -l 0x1110 /sys/bus/pci/devices/*/device | wc -l)" = 2
 NAME="insmod cm.ko"; ok insmod /cm.ko
 i=0; while [ ! -c /dev/cm0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done

@@ -9,11 +9,23 @@
 #                     firmware-load window: the guest loads images through /dev/cm0 (tests/vm/cm_fwload.c),
 #                     then this script checks the flash (only the good image was written, into slot B, on
 #                     trial) and resets the card, which must boot the loaded image from slot B.
+#   run.sh --httpd    the card runs its HTTP proxy (cmfw --proxy-http 80) and lends queue pairs to the VM;
+#                     the guest runs cm-httpd (static, libcm over /dev/cm0) and this script is its client:
+#                     curl and wrk from the card's client namespace, bodies checked by SHA-256; then the
+#                     guest's server is killed with a large response in flight and a new one started, which
+#                     must serve again (the driver released the queue pair, the card reset and re-lent it).
+#                     Last, the same cm-httpd on this host over the emulator backend, for comparison.
+#                     Host and guest synchronise over a second serial port (a QEMU pipe): the guest
+#                     prints "VM: httpd ready N" on the console, this script answers "kill" or "done".
+#   run.sh --httpd-msix  the same with the card behind QEMU's ivshmem-doorbell instead of ivshmem-plain:
+#                     QEMU connects to the card's attach socket (cmfw speaks the ivshmem-server protocol),
+#                     and the card's notifications are MSI-X interrupts in the guest (no polling timer).
 #
 # Exit: 0 pass, 1 fail, 77 skipped (not root, or no qemu-system-x86_64 / Debian kernel image + headers /
 # busybox-static / cpio: `tools/install-deps.sh vm`).
 # Environment: CMEMU (tools/cmemu), CMFW (cmfw binary), CMFLASH and CMBOOTROM (--fwload: cmflash and
-# cm-bootrom), CC (default cc), VM_TIMEOUT (seconds, default 150), VM_KEEP=1 keeps the scratch directory,
+# cm-bootrom), CMHTTPD_STATIC and CMHTTPD (--httpd: cm-httpd-static for the guest, cm-httpd for the host
+# comparison; default under build/tools), CC (default cc), VM_TIMEOUT (seconds, default 150), VM_KEEP=1 keeps the scratch directory,
 # VM_KVER picks the kernel version.
 set -euo pipefail
 
@@ -24,10 +36,14 @@ SRC=$(cd "$VM_DIR/../.." && pwd)
 : "${VM_TIMEOUT:=150}"
 if [[ -n ${CMFW-} ]]; then export CMFW; fi
 FWLOAD=0
+HTTPD=0
+MSIX=0
 case ${1-} in
 "") ;;
 --fwload) FWLOAD=1 ;;
-*) echo "usage: $0 [--fwload]" >&2; exit 2 ;;
+--httpd) HTTPD=1 ;;
+--httpd-msix) HTTPD=1 MSIX=1 ;;
+*) echo "usage: $0 [--fwload|--httpd|--httpd-msix]" >&2; exit 2 ;;
 esac
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -55,6 +71,13 @@ if ((FWLOAD)); then
     done
 fi
 
+if ((HTTPD)); then
+    : "${CMHTTPD_STATIC:=$SRC/build/tools/cm-httpd-static}" "${CMHTTPD:=$SRC/build/tools/cm-httpd}"
+    [[ -x $CMHTTPD_STATIC ]] || { echo "FAIL: --httpd: CMHTTPD_STATIC not executable: $CMHTTPD_STATIC"; exit 1; }
+    file -L "$CMHTTPD_STATIC" | grep -q 'statically linked' || { echo "FAIL: $CMHTTPD_STATIC is not static"; exit 1; }
+    command -v curl >/dev/null || skip "no curl"
+fi
+
 NAME=vm$$
 FLASH=""
 host_passes=0
@@ -73,8 +96,11 @@ host_check() { # host_check NAME COMMAND...: a check on the host side, counted w
 eq() { [[ $1 == "$2" ]] || { echo "#   got '$1', want '$2'"; return 1; }; }
 WORK=$(mktemp -d /tmp/cm-vm.XXXXXX)
 QEMU_PID=""
+HOST_HTTPD_PID=""
 cleanup() {
     local rc=$?
+    if [[ -n $HOST_HTTPD_PID ]]; then kill -9 "$HOST_HTTPD_PID" 2>/dev/null || true; wait "$HOST_HTTPD_PID" 2>/dev/null || true; fi
+    exec 9>&- 2>/dev/null || true
     if [[ -n $QEMU_PID ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID" 2>/dev/null || true
         sleep 0.5
@@ -104,13 +130,17 @@ R=$WORK/root
 mkdir -p "$R"/{bin,dev,proc,sys,tmp}
 cp "$BUSYBOX" "$R/bin/busybox"
 cp "$WORK/mod/cm.ko" "$WORK/cm_selftest" "$WORK/cm_fwload" "$R/"
+if ((HTTPD)); then strip -o "$R/cm-httpd" "$CMHTTPD_STATIC"; fi
 if ((FWLOAD)); then
     # A signing key, the image the card boots from (slot A) and the one the guest loads (another version).
     FLASH=$WORK/flash.bin
     "$CMFLASH" keygen "$WORK/dev" >/dev/null
-    "$CMFLASH" build "$CMFW" --key "$WORK/dev.key" -o "$WORK/boot.img" >/dev/null 2>&1
-    "$CMFLASH" build "$CMFW" --key "$WORK/dev.key" --version 0.1.1-vm -o "$R/good.img" >/dev/null 2>&1
-    "$CMFLASH" write "$WORK/boot.img" --flash "$FLASH" --create --key "$WORK/dev.pub" >/dev/null
+    # Stripped, as an image would be: the sanitizer build's cmfw is over 40 MB with its debug information.
+    # 32 MiB slots: init.sh's "larger than a slot" image is 32 MiB + 1.
+    strip -o "$WORK/cmfw" "$CMFW"
+    "$CMFLASH" build "$WORK/cmfw" --key "$WORK/dev.key" -o "$WORK/boot.img" >/dev/null 2>&1
+    "$CMFLASH" build "$WORK/cmfw" --key "$WORK/dev.key" --version 0.1.1-vm -o "$R/good.img" >/dev/null 2>&1
+    "$CMFLASH" write "$WORK/boot.img" --flash "$FLASH" --create --slot-size 32 --key "$WORK/dev.pub" >/dev/null
     GOOD_SIZE=$(stat -c %s "$R/good.img")
     GOOD_BUILD_ID=$("$CMFLASH" info "$R/good.img" --kv | sed -n 's/^build_id=//p')
 fi
@@ -122,12 +152,14 @@ chmod +x "$R/init"
 # the boot ROM from slot A of the flash)
 card=(--bus-size 64 --fw-arg --bus-echo --fw-arg --bus-memory-peer-qps --fw-arg 4)
 if ((FWLOAD)); then card+=(--flash "$FLASH" --boot-key "$WORK/dev.pub" --bootrom "$CMBOOTROM"); fi
+# --httpd: the card's HTTP proxy on port 80 in front of the bus port 80, 2 queue pairs lent to the VM
+if ((HTTPD)); then card=(--bus-size 64 --fw-arg --proxy-http --fw-arg 80 --fw-arg --bus-memory-peer-qps --fw-arg 2); fi
 "$CMEMU" up "$NAME" "${card[@]}" >"$WORK/cmemu.log" 2>&1 ||
     { cat "$WORK/cmemu.log"; echo "FAIL: cmemu up"; exit 1; }
 flash_kv() { "$CMFLASH" info "$FLASH" --key "$WORK/dev.pub" --kv | sed -n "s/^$1=//p"; }
-# slot_sum SLOT BYTES: SHA-256 of the first BYTES of a flash slot (2 slots of 32 MiB after 64 KiB)
+# slot_sum SLOT BYTES: SHA-256 of the first BYTES of a flash slot (2 slots after 64 KiB; docs/image.md)
 slot_sum() {
-    dd if="$FLASH" iflag=skip_bytes,count_bytes skip=$((65536 + $1 * 32 * 1024 * 1024)) count="$2" bs=1M status=none |
+    dd if="$FLASH" iflag=skip_bytes,count_bytes skip=$((65536 + $1 * (($(stat -c %s "$FLASH") - 65536) / 2))) count="$2" bs=1M status=none |
         sha256sum | cut -d' ' -f1
 }
 if ((FWLOAD)); then
@@ -149,20 +181,160 @@ SIZE=$(stat -c %s "$MEM")
 truncate -s 1M "$WORK/other-ivshmem"
 t_build=$(date +%s.%N)
 
-# ---- boot
-timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -no-reboot \
+# ---- --httpd: the client side, while the VM runs
+CARD_IP=198.18.0.2
+in_client() { "$CMEMU" exec "$NAME" client -- "$@"; }
+# wait_console TEXT SECONDS: the guest printed TEXT on its console
+wait_console() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        tr -d '\r' <"$WORK/console.log" | grep -qF -- "$1" && return 0
+        kill -0 "$QEMU_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+guest() { printf '%s\n' "$1" >&9; }   # a command line on the guest's ttyS1
+pattern_sha() { # sha256 of cm-httpd's /bytes/N body ("0123456789abcdef" repeated)
+    python3 -c 'import hashlib, sys
+n = int(sys.argv[1]); h = hashlib.sha256(); block = b"0123456789abcdef" * 65536
+while n > 0:
+    h.update(block[:min(n, len(block))]); n -= len(block)
+print(h.hexdigest())' "$1"
+}
+url_sha() { # url_sha PATH: sha256 of the body curl got from the card (or curl's error)
+    local out
+    out=$(in_client curl -sS --max-time 60 -o "$WORK/body" "http://$CARD_IP$1" 2>&1) || { echo "curl-failed: $out"; return 0; }
+    sha256sum "$WORK/body" | cut -d' ' -f1
+}
+# measure LABEL: curl latency (median of 20 GET / on a new connection each) and wrk -t1 -c16 -d3s
+measure() {
+    local times out rps lat
+    times=$(for _ in $(seq 20); do in_client curl -sS -o /dev/null -w '%{time_total}\n' "http://$CARD_IP/" 2>/dev/null; done | sort -n)
+    echo "# $1: curl GET / median $(sed -n 10p <<<"$times") s (min $(head -n1 <<<"$times"), max $(tail -n1 <<<"$times"))"
+    if command -v wrk >/dev/null; then
+        out=$(in_client wrk -t1 -c16 -d3s "http://$CARD_IP/" 2>&1)
+        sed 's/^/#   /' <<<"$out"
+        rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
+        lat=$(awk '$1 == "Latency" { print $2; exit }' <<<"$out")
+        echo "# $1: wrk -t1 -c16 -d3s: ${rps:-?} requests/s, latency avg ${lat:-?}"
+        host_check "$1: wrk served requests" test -n "${rps:-}"
+        host_check "$1: wrk: no socket errors, no non-2xx" bash -c '! grep -qE "Socket errors|Non-2xx" <<<"$1"' _ "$out"
+    fi
+}
+qp_dump() { # the memory peer's queue pair headers in the bus memory (diagnostics)
+    python3 - "$MEM" <<'PY'
+import struct, sys
+m = open(sys.argv[1], "rb").read()
+qp_count, qp_offset, qp_stride = struct.unpack_from("<I", m, 36)[0], struct.unpack_from("<Q", m, 40)[0], struct.unpack_from("<I", m, 48)[0]
+for q in range(qp_count):
+    b = qp_offset + q * qp_stride
+    state, owner, gen, fault = struct.unpack_from("<4I", m, b)
+    if owner != 0x7fffffff:
+        continue
+    sq_prod, = struct.unpack_from("<I", m, b + 64); sq_cons, cnw = struct.unpack_from("<2I", m, b + 128)
+    eq_prod, = struct.unpack_from("<I", m, b + 192); eq_cons, hnw = struct.unpack_from("<2I", m, b + 256)
+    hf, pid, rel = struct.unpack_from("<3I", m, b + 320)
+    print(f"# qp {q}: state {state} gen {gen} fault {fault} sq {sq_prod}/{sq_cons} card_need_wakeup {cnw} "
+          f"eq {eq_prod}/{eq_cons} host_need_wakeup {hnw} host_fault {hf} host_pid {pid} release_req {rel}")
+PY
+}
+card_counter() { "$CMEMU" counters "$NAME" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
+httpd_host_steps() {
+    if ! wait_console "VM: httpd ready 1" 120; then
+        host_check "the guest's cm-httpd became ready" false
+        return 0
+    fi
+    local big=$((2 * 1024 * 1024)) rc
+    host_check "GET / through the card to the VM's cm-httpd" eq "$(url_sha /)" "$(pattern_sha 1024)"
+    host_check "GET /bytes/$big byte-exact" eq "$(url_sha "/bytes/$big")" "$(pattern_sha $big)"
+    head -c 3000000 /dev/urandom >"$WORK/upload.bin"
+    host_check "POST /sha256 (3 MB) hashed by the guest byte-exact" \
+        eq "$(in_client curl -sS --max-time 60 --data-binary "@$WORK/upload.bin" "http://$CARD_IP/sha256" 2>&1)" \
+        "$(sha256sum "$WORK/upload.bin" | cut -d' ' -f1)"
+    measure "VM (card -> ivshmem -> /dev/cm0)"
+    # Robustness: a large response in flight when the guest's server is killed.
+    in_client curl -sS --max-time 60 -o "$WORK/cut.bin" "http://$CARD_IP/bytes/500000000" >"$WORK/cut.log" 2>&1 &
+    local curl_pid=$! i
+    for ((i = 0; i < 100; i++)); do [[ -s $WORK/cut.bin ]] && break; sleep 0.1; done
+    host_check "a large response was in flight" test -s "$WORK/cut.bin"
+    [[ -s $WORK/cut.bin ]] || { head -c 300 "$WORK/cut.log"; qp_dump; "$CMEMU" counters "$NAME" | grep -E '^(bus|proxy)\.' | sed 's/^/# card: /'; }
+    guest kill
+    rc=0
+    wait "$curl_pid" || rc=$?
+    host_check "the client of the killed server got an error, not a hang (curl exit $rc, $(stat -c %s "$WORK/cut.bin") bytes)" \
+        test "$rc" -ne 0
+    if ! wait_console "VM: httpd ready 2" 60; then
+        host_check "the guest's second cm-httpd became ready" false
+        guest done
+        return 0
+    fi
+    host_check "after the kill: GET /bytes/$big byte-exact from the new server" eq "$(url_sha "/bytes/$big")" "$(pattern_sha $big)"
+    host_check "after the kill: POST /sha256 byte-exact" \
+        eq "$(in_client curl -sS --max-time 60 --data-binary "@$WORK/upload.bin" "http://$CARD_IP/sha256" 2>&1)" \
+        "$(sha256sum "$WORK/upload.bin" | cut -d' ' -f1)"
+    host_check "the card released and re-lent the queue pair (bus.qp_released >= 1)" test "$(card_counter bus.qp_released)" -ge 1
+    "$CMEMU" counters "$NAME" 2>/dev/null | grep -E '^(bus\.(qp_released|qp_in_use|conns_reclaimed|doorbells|notifications)|proxy\.(requests|responses_cut|bus_open|errors_502|bus_lost)) ' | sed 's/^/# card: /' || true
+    guest done
+}
+
+# ---- boot (--httpd: a second serial port, ttyS1 in the guest, is a pipe for this script's commands)
+extra=()
+mode=selftest
+card_dev=(-object memory-backend-file,id=m,share=on,mem-path="$MEM",size="$SIZE" -device ivshmem-plain,memdev=m)
+if ((HTTPD)); then
+    mkfifo "$WORK/ctl.in" "$WORK/ctl.out"
+    extra=(-serial "pipe:$WORK/ctl")
+    mode=httpd
+fi
+if ((MSIX)); then
+    # ivshmem-doorbell: the memory and one eventfd per vector (= queue pair) both ways from the attach socket
+    BUS_SOCKET=$("$CMEMU" status "$NAME" | sed -n 's/^bus_socket=//p')
+    card_dev=(-chardev "socket,path=$BUS_SOCKET,id=cmbus" -device "ivshmem-doorbell,chardev=cmbus,vectors=${VM_VECTORS:-16}")
+fi
+timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 -accel "${VM_ACCEL:-tcg}" -m 512 -smp "${VM_SMP:-1}" -nographic -no-reboot \
     -kernel "/boot/vmlinuz-$KVER" -initrd "$WORK/initrd.gz" \
-    -append "console=ttyS0 quiet panic=-1 cm_expect_fw=$FW_VERSION" \
-    -object memory-backend-file,id=m,share=on,mem-path="$MEM",size="$SIZE" -device ivshmem-plain,memdev=m \
+    -append "console=ttyS0 quiet panic=-1 cm_expect_fw=$FW_VERSION cm_mode=$mode cm_poll_us=${VM_POLL_US:-200}" \
+    "${card_dev[@]}" \
     -object memory-backend-file,id=o,share=on,mem-path="$WORK/other-ivshmem",size=1M -device ivshmem-plain,memdev=o \
-    -net none -monitor none -serial stdio </dev/null >"$WORK/console.log" 2>&1 &
+    -net none -monitor none -serial stdio "${extra[@]}" </dev/null >"$WORK/console.log" 2>&1 &
 QEMU_PID=$!
+if ((HTTPD)); then
+    exec 9<>"$WORK/ctl.in"   # kept open: the guest's reads never see end of file
+    exec 8<>"$WORK/ctl.out"  # drained by nobody, opened so QEMU never blocks on it
+    httpd_host_steps
+fi
 rc=0
 wait "$QEMU_PID" || rc=$?
 QEMU_PID=""
 t_end=$(date +%s.%N)
 tr -d '\r' <"$WORK/console.log" >"$WORK/console.txt"
-grep -E '^(PASS|FAIL|INFO|COUNTERS|SELFTEST|DMESG|VM:)' "$WORK/console.txt" || true
+grep -E '^(PASS|FAIL|INFO|COUNTERS|SELFTEST|DMESG|VM:|HTTPD)' "$WORK/console.txt" || true
+
+if ((HTTPD)) && grep -q '^VM: done' "$WORK/console.txt"; then
+    irqs=$(sed -n 's/^INFO cm0 interrupts //p' "$WORK/console.txt")
+    if ((MSIX)); then
+        host_check "the driver took the card's MSI-X vectors" grep -q 'queue pairs, MSI-X$' "$WORK/console.txt"
+        host_check "the card's notifications arrived as interrupts ($irqs)" test "${irqs:-0}" -gt 0
+    else
+        host_check "the driver polls (ivshmem-plain has no interrupts)" grep -q 'queue pairs, polling$' "$WORK/console.txt"
+    fi
+    # The same cm-httpd on this host over the emulator backend (the card's attach socket), same card.
+    if [[ -x $CMHTTPD ]]; then
+        "$CMHTTPD" --backend cm --device "$("$CMEMU" status "$NAME" | sed -n 's/^bus_socket=//p')" --port 80 --body-size 1024 \
+            --ready-file "$WORK/host.ready" --quiet >"$WORK/host-httpd.log" 2>&1 &
+        HOST_HTTPD_PID=$!
+        for _ in $(seq 100); do [[ -s $WORK/host.ready ]] && break; sleep 0.1; done
+        host_check "host cm-httpd (emulator backend): GET /bytes/2097152 byte-exact" \
+            eq "$(url_sha /bytes/2097152)" "$(pattern_sha 2097152)"
+        measure "host (card -> attach socket, emulator backend)"
+        kill "$HOST_HTTPD_PID" 2>/dev/null || true
+        wait "$HOST_HTTPD_PID" 2>/dev/null || true
+        HOST_HTTPD_PID=""
+    else
+        echo "# no host cm-httpd ($CMHTTPD): comparison skipped"
+    fi
+fi
 
 if ((FWLOAD)) && grep -q '^VM: done' "$WORK/console.txt"; then
     # What the guest's loads did to the flash: the refused ones nothing, the good one slot B, on trial.

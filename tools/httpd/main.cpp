@@ -29,7 +29,9 @@ int main(int argc, char** argv)
     app.add_option("--backend", backend, "where connections come from: cm (the card, over libcm) or kernel")
         ->required()
         ->check(CLI::IsMember({"cm", "kernel"}));
-    app.add_option("--device", device, "cm: the card (an emulated card's bus socket); default $CM_DEVICE or the only one");
+    app.add_option("--device", device,
+                   "cm: the card: an emulated card's bus socket or the host driver's /dev/cmN; default $CM_DEVICE, "
+                   "the only emulated card, else /dev/cm0");
     app.add_option("--port", port, "cm: the card's port to listen on")->capture_default_str()->check(CLI::Range(1, 65535));
     app.add_option("--listen", listen, "kernel: IPv4:PORT to listen on (PORT 0: any, see --ready-file)")
         ->capture_default_str();

@@ -134,7 +134,7 @@ typedef int32_t cm_bus_s32;
 
 #define CM_BUS_MAGIC 0x5355424dU            /* "MBUS" read as little-endian bytes 'M','B','U','S' */
 #define CM_BUS_ABI_MAJOR 1U
-#define CM_BUS_ABI_MINOR 1U                 /* 1.1: the firmware-load window */
+#define CM_BUS_ABI_MINOR 2U                 /* 1.1: the firmware-load window; 1.2: the memory peer's release */
 #define CM_BUS_ABI_VERSION ((CM_BUS_ABI_MAJOR << 16) | CM_BUS_ABI_MINOR)
 #define CM_BUS_CACHE_LINE 64U
 #define CM_BUS_CTRL_SIZE 4096U
@@ -323,8 +323,11 @@ struct cm_bus_qp {
     cm_bus_u32 pad4[14];
     /* line 5, host writes: the host's view */
     cm_bus_u32 host_fault;      /* CM_BUS_HOST_FAULT_* */
-    cm_bus_u32 host_pid;        /* informational */
-    cm_bus_u32 pad5[14];
+    cm_bus_u32 host_pid;        /* informational (the driver: the attaching process, 0 once released) */
+    cm_bus_u32 release_req;     /* ABI 1.2, memory-peer queue pairs: the host's driver writes the queue pair's
+                                 * generation here when the process that had it is gone; the card resets its
+                                 * connections and lends it again (new generation, release_req = 0) */
+    cm_bus_u32 pad5[13];
     cm_bus_u8 reserved[CM_BUS_QP_HEADER_SIZE - 6 * CM_BUS_CACHE_LINE];
 };
 
@@ -351,6 +354,7 @@ CM_BUS_ASSERT_AT(struct cm_bus_qp, eq_cons, 256);
 CM_BUS_ASSERT_AT(struct cm_bus_qp, host_need_wakeup, 260);
 CM_BUS_ASSERT_AT(struct cm_bus_qp, host_fault, 320);
 CM_BUS_ASSERT_AT(struct cm_bus_qp, host_pid, 324);
+CM_BUS_ASSERT_AT(struct cm_bus_qp, release_req, 328);
 CM_BUS_ASSERT_AT(struct cm_bus_qp, reserved, 384);
 
 /* ---- Descriptor: one entry of either ring ------------------------------------------------------------- */
@@ -475,7 +479,11 @@ CM_BUS_ASSERT_AT(struct cm_bus_fwload, reserved, 192);
 #define CM_BUS_ATTACH_MAX 8U
 /* owner_peer of the queue pairs the card lends up front to a host that reaches it only through the memory
  * (QEMU's ivshmem-plain, whose PCI device never speaks the attach socket; cmfw --bus-memory-peer-qps N):
- * the host's driver hands them out to its processes. */
+ * the host's driver hands them out to its processes. There are no doorbells: the card looks at these queue
+ * pairs on a timer while a process has one (host_pid != 0) or a release is pending. When the process is gone
+ * the driver stores the queue pair's generation into release_req (ABI 1.2); the card then detaches it (its
+ * connections die as for a host that hung up) and lends it again to the memory peer with a new generation.
+ * Until then the driver does not hand it out again. */
 #define CM_BUS_MEMORY_PEER 0x7fffffffU
 
 struct cm_bus_attach_msg {

@@ -33,7 +33,8 @@
  * drain it too. Blocking calls (flags without CM_NONBLOCK) wait inside libcm.
  *
  * A card that goes away. When the card's firmware exits or dies, cm_qp_fd() becomes readable (the emulated
- * card's attach socket hangs up), blocking calls return at once, and every call on the queue pair returns
+ * card's attach socket hangs up; through /dev/cmN the driver's file reports an error), blocking calls
+ * return at once, and every call on the queue pair returns
  * -ENODEV from then on; close the queue pair and the device. A card that stops without hanging up (its
  * heartbeat no longer moves for ten heartbeat periods, at least one second) is detected by blocking calls
  * the same way.
@@ -143,9 +144,10 @@ struct cm_qp_stats {
 
 /* ---- device and queue pairs ---- */
 
-/* Opens a card. path: an emulated card's attach socket (cmemu status: bus_socket=), later /dev/cmN;
- * NULL or "": $CM_DEVICE, else the single emulated card under /run/cm/emu/ (-ENODEV: none; -EEXIST:
- * several: choose one). Thread-safe. */
+/* Opens a card. path: an emulated card's attach socket (cmemu status: bus_socket=), or the host driver's
+ * character device /dev/cmN (any character device is taken for one); NULL or "": $CM_DEVICE, else the
+ * single emulated card under /run/cm/emu/, else /dev/cm0 when it exists (-ENODEV: none; -EEXIST: several
+ * emulated cards: choose one). Thread-safe. */
 CM_API int cm_device_open(const char *path, cm_device **out);
 /* After every cm_qp_close. */
 CM_API void cm_device_close(cm_device *dev);

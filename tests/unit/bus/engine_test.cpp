@@ -258,3 +258,112 @@ TEST_CASE("engine: the echo service dials a listener (NEW_CONN with the client's
     CHECK(host.events().back().status == CM_BUS_EADDRINUSE);
     check_clean(card);
 }
+
+namespace {
+
+/// A card-side handler that only records how its connection ended.
+struct Recorder final : BusConnHandler {
+    std::vector<CloseReason> closed;
+    std::size_t on_data(ConnRef, std::span<const std::byte> data) override { return data.size(); }
+    void on_eof(ConnRef) override {}
+    void on_closed(ConnRef, CloseReason reason) override { closed.push_back(reason); }
+};
+
+}  // namespace
+
+TEST_CASE("engine: a memory-peer queue pair released by the driver is reset and lent again")
+{
+    Card card;
+    const std::uint32_t lent = *card.engine->attach(CM_BUS_MEMORY_PEER);
+    Host other(card, 1);  // an attach-socket peer beside it: never touched by the release
+    const std::uint32_t other_conn = other.connect_echo();
+    REQUIRE(other_conn != 0);
+    CHECK_FALSE(card.engine->memory_peer_active());  // lent, but no process on it: no polling needed
+
+    // A process in the VM attaches (the driver writes host_pid), listens, and gets a client's connection
+    // that it leaves with data held by the card; plus an echo connection of its own.
+    Host host(card, lent, nullptr);
+    host.hdr->host_pid = 1234;
+    CHECK(card.engine->memory_peer_active());
+    const std::uint32_t gen = host.hdr->generation;
+    cm_bus_desc listen = host.op(CM_BUS_SQ_LISTEN);
+    listen.aux = 80;
+    host.submit(listen);
+    card.run();
+    Recorder client;
+    const auto ref = card.engine->open_connection(80, ConnInfo{}, client);
+    REQUIRE(ref);
+    const std::uint32_t echo_conn = host.connect_echo();
+    REQUIRE(echo_conn != 0);
+    host.submit(host.data(echo_conn, host.h2c(0), "in flight"));
+    // No card run: the data is still in the ring when the process dies.
+
+    SECTION("a stale or foreign release request is ignored")
+    {
+        host.hdr->release_req = gen + 1;
+        other.hdr->release_req = other.hdr->generation;  // not the memory peer's
+        card.run();
+        CHECK(card.engine->counters().qp_released == 0);
+        CHECK(host.hdr->generation == gen);
+        CHECK(client.closed.empty());
+        host.hdr->release_req = 0;
+    }
+
+    const auto release_and_check = [&] {
+        // The driver: host_pid 0, then release_req = the generation it had.
+        host.hdr->host_pid = 0;
+        host.hdr->release_req = gen;
+        CHECK(card.engine->memory_peer_active());  // a release pending: the card must look soon
+        card.run();
+        CHECK(card.engine->counters().qp_released == 1);
+        REQUIRE(client.closed.size() == 1);
+        CHECK(client.closed[0] == CloseReason::detached);  // the proxy's client gets a reset / 502
+        CHECK(host.hdr->state == CM_BUS_QP_ATTACHED);
+        CHECK(host.hdr->owner_peer == CM_BUS_MEMORY_PEER);
+        CHECK(host.hdr->generation != gen);
+        CHECK(host.hdr->release_req == 0);
+        CHECK(host.hdr->sq_prod == 0);
+        CHECK(host.hdr->eq_prod == 0);
+        CHECK(host.hdr->fault == CM_BUS_FAULT_NONE);
+        CHECK_FALSE(card.engine->listening(80));
+        CHECK_FALSE(card.engine->can_send(*ref));
+        CHECK_FALSE(card.engine->memory_peer_active());
+        // A second request with the old generation does nothing.
+        host.hdr->release_req = gen;
+        card.run();
+        CHECK(card.engine->counters().qp_released == 1);
+        host.hdr->release_req = 0;
+        // The other peer's connection still echoes.
+        other.events();
+        other.submit(other.data(other_conn, other.h2c(0), "still here"));
+        card.run();
+        CHECK(find(other.events(), CM_BUS_EV_DATA) != nullptr);
+        // The next process takes the queue pair over, clean, and the old connection ids are stale.
+        Host next(card, lent, nullptr);
+        next.hdr->host_pid = 5678;
+        next.submit(next.op(CM_BUS_SQ_EOF, echo_conn));
+        card.run();
+        CHECK(count(next.events(), CM_BUS_EV_ERROR) == 1);
+        const std::uint32_t again = next.connect_echo();
+        REQUIRE(again != 0);
+        next.submit(next.data(again, next.h2c(0), "next server"));
+        card.run();
+        const auto events = next.events();
+        const cm_bus_desc* echoed = find(events, CM_BUS_EV_DATA);
+        REQUIRE(echoed != nullptr);
+        CHECK(std::string(reinterpret_cast<const char*>(next.slot(echoed->slot)) + echoed->offset, echoed->len) ==
+              "next server");
+    };
+    SECTION("released (the process died)")
+    {
+        release_and_check();
+    }
+    SECTION("released after the dying process scribbled and faulted the queue pair")
+    {
+        host.hdr->sq_prod += 1000;
+        card.run();
+        REQUIRE(host.hdr->state == CM_BUS_QP_FAULT);
+        release_and_check();
+    }
+    check_clean(card);
+}

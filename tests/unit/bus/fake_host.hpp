@@ -60,9 +60,12 @@ struct Host {
     RingConsumer eq;
     std::uint64_t cookie = 1;
 
-    Host(Card& c, std::uint32_t peer) : card(c)
+    Host(Card& c, std::uint32_t peer) : Host(c, *c.engine->attach(peer), nullptr) {}
+    /// A host taking over queue pair `index` that the card already attached (the memory peer's, which the
+    /// card lends up front and again after a release).
+    Host(Card& c, std::uint32_t index, std::nullptr_t) : card(c)
     {
-        qp = *card.engine->attach(peer);
+        qp = index;
         hdr = &card.engine->qp_header(qp);
         auto* base = reinterpret_cast<cm_bus_desc*>(hdr);
         const Layout& l = card.layout;

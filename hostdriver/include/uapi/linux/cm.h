@@ -9,7 +9,8 @@
  *     file is closed (including when the process dies) are released by the driver.
  *   - poll()/select()/epoll: EPOLLIN when an attached queue pair's event ring has events (eq_prod != the
  *     host's eq_cons); EPOLLERR when the card is gone or one of them faulted. Interrupt driven (MSI-X) when
- *     the card has vectors, else a timer re-checks the event rings (module parameter poll_interval_ms).
+ *     the card has vectors, else a timer re-checks the event rings (module parameters poll_interval_ms,
+ *     poll_interval_us).
  *   - CM_IOC_WAIT: the same with a timeout, for one queue pair or any.
  *
  * Every ioctl returns 0 or -1 with errno; an unknown command fails with ENOTTY. Arguments use fixed-width
@@ -50,7 +51,11 @@ struct cm_info {
 	__u8 fw_version_str[32];   /* NUL-terminated */
 };
 
-/* CM_IOC_ATTACH: attach 1..CM_ATTACH_MAX queue pairs to this file. ENOSPC: none free. */
+/*
+ * CM_IOC_ATTACH: attach 1..CM_ATTACH_MAX queue pairs to this file. ENOSPC: none free. Queue pairs released a
+ * moment ago (their file was closed, their process died) are not handed out until the card has reset their
+ * connections and lent them again (bus ABI 1.2); ATTACH first waits for those, at most 1 s (EINTR).
+ */
 struct cm_attach {
 	__u32 count;               /* in: queue pairs wanted */
 	__u32 flags;               /* in: zero */
@@ -59,7 +64,8 @@ struct cm_attach {
 	__u32 qps[CM_ATTACH_MAX];  /* out: their indices */
 };
 
-/* CM_IOC_DETACH: give back a queue pair of this file. EINVAL: not this file's. */
+/* CM_IOC_DETACH: give back a queue pair of this file (the card resets its connections). EINVAL: not this
+ * file's. */
 struct cm_detach {
 	__u32 qp;
 	__u32 flags;               /* zero */
