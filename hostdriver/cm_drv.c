@@ -141,6 +141,7 @@ struct cm_dev {
 	spinlock_t lock;
 	bool gone;                   /* removed: nothing may touch the BAR */
 	bool valid;                  /* ctrl was validated */
+	bool refused;                /* the card's memory no longer matches ctrl (counted in bus_refused) */
 	struct cm_bus_ctrl ctrl;     /* the validated copy (magic .. fw_version_str) */
 	struct cm_file *owner[CM_BUS_MAX_QPS]; /* which file holds each lent queue pair */
 	/*
@@ -232,11 +233,42 @@ static int cm_qp_ready(struct cm_dev *cm, u32 qp)
 /* Whether the card still runs the memory we validated. Caller holds cm->lock. */
 static bool cm_card_alive(struct cm_dev *cm)
 {
+	bool alive;
+
 	if (cm->gone || !cm->valid)
 		return false;
-	return readl(cm->mem + offsetof(struct cm_bus_ctrl, magic)) == CM_BUS_MAGIC &&
-	       readl(cm->mem + offsetof(struct cm_bus_ctrl, fw_state)) == CM_BUS_FW_READY &&
-	       readq(cm->mem + offsetof(struct cm_bus_ctrl, format_id)) == cm->ctrl.format_id;
+	alive = readl(cm->mem + offsetof(struct cm_bus_ctrl, magic)) == CM_BUS_MAGIC &&
+		readl(cm->mem + offsetof(struct cm_bus_ctrl, fw_state)) == CM_BUS_FW_READY &&
+		readq(cm->mem + offsetof(struct cm_bus_ctrl, format_id)) == cm->ctrl.format_id;
+	/* counted once per change (the card stopped, restarted or its memory was overwritten), not per look */
+	if (!alive && !cm->refused) {
+		cm->refused = true;
+		cm->cnt.bus_refused++;
+	} else if (alive) {
+		cm->refused = false;
+	}
+	return alive;
+}
+
+/* Whether the card takes doorbells: QEMU's ivshmem-doorbell (MSI-X, BAR0 registers); ivshmem-plain's BAR0
+ * has the register too, but nobody listens behind it. */
+static bool cm_has_doorbell(const struct cm_dev *cm)
+{
+	return cm->board == CM_BOARD_IVSHMEM && cm->regs && cm->nvec;
+}
+
+/*
+ * Rings the card's doorbell of queue pair q: QEMU's ivshmem writes the eventfd the card's greeting gave it
+ * for (CM_BUS_CARD_PEER_ID, vector q) (firmware/bus/device.cpp: vector q = doorbell of queue pair q).
+ * Caller holds cm->lock, checked !gone, and q < ctrl.qp_count.
+ */
+static void cm_ring(struct cm_dev *cm, u32 q)
+{
+	if (!cm_has_doorbell(cm))
+		return;
+	wmb();                   /* the ring's writes before the doorbell */
+	writel((CM_BUS_CARD_PEER_ID << 16) | (q & 0xffff), cm->regs + CM_IVSHMEM_DOORBELL);
+	cm->cnt.doorbells++;
 }
 
 /*
@@ -430,7 +462,8 @@ static int cm_ioctl_info(struct cm_file *f, void __user *arg)
 	u32 q;
 
 	spin_lock_irqsave(&cm->lock, flags);
-	info.flags = (cm->nvec ? CM_INFO_F_MSIX : 0) | (cm->board == CM_BOARD_IVSHMEM ? CM_INFO_F_EMULATED : 0);
+	info.flags = (cm->nvec ? CM_INFO_F_MSIX : 0) | (cm->board == CM_BOARD_IVSHMEM ? CM_INFO_F_EMULATED : 0) |
+		     (cm_has_doorbell(cm) ? CM_INFO_F_DOORBELL : 0);
 	if (cm->valid && !cm->gone) {
 		info.abi_version = cm->ctrl.abi_version;
 		info.fw_version = cm->ctrl.fw_version;
@@ -542,6 +575,7 @@ static void cm_release_qp(struct cm_dev *cm, u32 q)
 	cm->pending[q] = true;
 	wmb();                   /* the process's last ring writes before the request */
 	cm_qp_write(cm, q, CM_QP_RELEASE, gen);
+	cm_ring(cm, q);          /* a card that stopped polling this queue pair (its host rang) must see it */
 }
 
 static int cm_ioctl_detach(struct cm_file *f, void __user *arg)
@@ -883,6 +917,33 @@ static int cm_ioctl_fw_load(struct cm_file *f, void __user *arg)
 	return ret;
 }
 
+/* CM_IOC_DOORBELL: the data path's one system call, so it takes only cm->lock (not ioctl_lock). */
+static int cm_ioctl_doorbell(struct cm_file *f, void __user *arg)
+{
+	struct cm_dev *cm = f->cm;
+	struct cm_doorbell req;
+	unsigned long flags;
+	int ret = 0;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags)
+		return -EINVAL;
+	spin_lock_irqsave(&cm->lock, flags);
+	if (cm->gone)
+		ret = -ENODEV;
+	else if (!cm->valid || req.qp >= cm->ctrl.qp_count || cm->owner[req.qp] != f)
+		ret = -EINVAL;
+	else if (!cm_has_doorbell(cm))
+		ret = -EOPNOTSUPP;
+	else if (!cm_card_alive(cm))
+		ret = -EIO;
+	else
+		cm_ring(cm, req.qp);
+	spin_unlock_irqrestore(&cm->lock, flags);
+	return ret;
+}
+
 static int cm_ioctl_counters(struct cm_file *f, void __user *arg)
 {
 	struct cm_dev *cm = f->cm;
@@ -905,6 +966,10 @@ static long cm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	unsigned long flags;
 	int ret;
 
+	if (cmd == CM_IOC_DOORBELL) {
+		ret = cm_ioctl_doorbell(f, uarg);
+		goto counted;
+	}
 	mutex_lock(&cm->ioctl_lock);
 	spin_lock_irqsave(&cm->lock, flags);
 	ret = cm->gone ? -ENODEV : 0;

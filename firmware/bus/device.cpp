@@ -120,6 +120,7 @@ Expected<std::unique_ptr<BusDevice>, std::string> BusDevice::create(const BusDev
         }
     }
     d->_notify_fd.assign(layout->qp_count, -1);
+    d->_rang_generation.assign(layout->qp_count, 0);
 
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -198,6 +199,9 @@ void BusDevice::stop()
 std::size_t BusDevice::poll(TimePoint now)
 {
     std::size_t work = 0;
+    if (_memory_peer_active && now >= _last_poll + _config.memory_peer_poll) {
+        ++_engine->counters().memory_peer_polls;  // (or something else woke the loop just as late)
+    }
     std::array<epoll_event, 32> events{};
     const int n = epoll_wait(_epoll_fd, events.data(), static_cast<int>(events.size()), 0);
     for (int i = 0; i < n; ++i) {
@@ -214,6 +218,14 @@ std::size_t BusDevice::poll(TimePoint now)
             std::uint64_t count = 0;
             if (::read(_doorbells[value], &count, sizeof count) == static_cast<ssize_t>(sizeof count)) {
                 ++_engine->counters().doorbells;
+                // Only the memory peer's host (a VM through QEMU's ivshmem-doorbell) rings a memory-peer queue
+                // pair: attach-socket peers ring their own. From now on, this lending needs no polling.
+                std::uint32_t generation = 0;
+                if (value < _rang_generation.size() &&
+                    (_engine->memory_peer_active(value, generation) || generation != 0)) {
+                    ++_engine->counters().memory_peer_doorbells;
+                    _rang_generation[value] = generation;
+                }
             }
             break;
         }
@@ -228,8 +240,19 @@ std::size_t BusDevice::poll(TimePoint now)
     work += _engine->poll(now);
     _last_poll = now;
     _memory_peer_active = _config.memory_peer_qps != 0 && _config.memory_peer_poll > Duration::zero() &&
-                          _engine->memory_peer_active();
+                          memory_peer_needs_poll();
     return work;
+}
+
+bool BusDevice::memory_peer_needs_poll() const
+{
+    for (std::uint32_t q = 0; q < _rang_generation.size(); ++q) {
+        std::uint32_t generation = 0;
+        if (_engine->memory_peer_active(q, generation) && _rang_generation[q] != generation) {
+            return true;  // a process (or a release) on it, and its host has not rung in this lending
+        }
+    }
+    return false;
 }
 
 std::optional<TimePoint> BusDevice::next_wakeup() const

@@ -33,8 +33,10 @@ struct BusDeviceConfig {
     LayoutParams layout;          // total_size is taken from the file / size
     bool echo = false;            // run the echo test service
     std::uint32_t memory_peer_qps = 0;  // queue pairs lent up front to CM_BUS_MEMORY_PEER (a VM's driver)
-    // Those have no doorbells: while a process has one (or a release is pending) the card looks at their
-    // rings at least this often (docs/bus.md, "The memory peer"). 0: only when something else wakes the loop.
+    // Behind ivshmem-plain those have no doorbells: while a process has one (or a release is pending) the
+    // card looks at their rings at least this often (docs/bus.md, "The memory peer"). 0: only when something
+    // else wakes the loop. A queue pair whose host rang its doorbell in its current lending (a VM behind
+    // ivshmem-doorbell: libcm rings through the driver when the card asks) is not polled.
     Duration memory_peer_poll = std::chrono::microseconds(100);
     EngineConfig engine;
     // Firmware load over the bus (docs/bus.md): with a flash (cmfw --boot-flash, set by the boot ROM) the
@@ -95,6 +97,10 @@ private:
     std::unique_ptr<FwLoadMailbox> _fwload;
     TimePoint _last_poll{};
     bool _memory_peer_active = false;   // poll the memory peer's queue pairs on a timer
+    // per queue pair: the generation (lending) of the memory peer's queue pair in which its host rang the
+    // doorbell (0: never; generations start at 1). That host rings: no polling for that lending.
+    std::vector<std::uint32_t> _rang_generation;
+    [[nodiscard]] bool memory_peer_needs_poll() const;
     FwLoadCounters _no_fwload_counters;  // all zero: the names exist with or without a window
 };
 

@@ -125,6 +125,16 @@ bool BusEngine::release_requested(const QueuePair& q) const
     return q.attached && q.peer == CM_BUS_MEMORY_PEER && load_acquire(q.hdr->release_req) == q.generation;
 }
 
+bool BusEngine::memory_peer_active(std::uint32_t qp, std::uint32_t& generation) const
+{
+    if (qp >= _qps.size() || !_qps[qp].attached || _qps[qp].peer != CM_BUS_MEMORY_PEER) {
+        return false;
+    }
+    const QueuePair& q = _qps[qp];
+    generation = q.generation;
+    return load_relaxed(q.hdr->host_pid) != 0 || release_requested(q);
+}
+
 bool BusEngine::memory_peer_active() const
 {
     for (const QueuePair& q : _qps) {

@@ -48,6 +48,8 @@ namespace cm::bus {
     X(events, "events posted to event rings")                                                           \
     X(doorbells, "doorbells received from hosts")                                                       \
     X(notifications, "notifications sent to hosts")                                                     \
+    X(memory_peer_polls, "loop passes made to look at the memory peer's rings (it has no doorbells)")    \
+    X(memory_peer_doorbells, "doorbells rung by the memory peer (a VM behind ivshmem-doorbell)")          \
     X(bad_opcode, "rejected: unknown submission opcode")                                                \
     X(bad_conn, "rejected: descriptor names no live connection of its queue pair")                     \
     X(bad_slot, "rejected: slot outside the queue pair's h2c range or not owned by the host")           \
@@ -159,6 +161,9 @@ public:
     /// True while a memory-peer queue pair (CM_BUS_MEMORY_PEER: no doorbells) has a process on it
     /// (host_pid != 0) or a release pending: BusDevice then polls the rings on a timer.
     [[nodiscard]] bool memory_peer_active() const;
+    /// The same for queue pair `qp` alone; `generation` gets its current lending (when it is the memory
+    /// peer's), so BusDevice can tell whether the host of this lending rings doorbells.
+    [[nodiscard]] bool memory_peer_active(std::uint32_t qp, std::uint32_t& generation) const;
     /// Called with a queue pair whose host asked to be notified of new events.
     void set_notify(std::function<void(std::uint32_t qp)> notify) { _notify = std::move(notify); }
     void add_service(BusService& service) { _services.push_back(&service); }

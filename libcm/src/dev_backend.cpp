@@ -14,8 +14,10 @@
 // set and polls both when it sleeps. drain() clears only the eventfd: the driver's fd goes quiet by itself
 // once libcm consumed the events.
 //
-// Doorbells: an ivshmem-plain VM has none; the card polls the memory peer's queue pairs while a process has
-// one (docs/bus.md, "The memory peer"). doorbell() is therefore a no-op here.
+// Doorbells: behind QEMU's ivshmem-doorbell the driver reports CM_INFO_F_DOORBELL and doorbell() is
+// CM_IOC_DOORBELL on the queue pair's file (the card then need not poll it). An ivshmem-plain VM has none;
+// the card polls the memory peer's queue pairs while a process has one (docs/bus.md, "The memory peer"),
+// and doorbell() is a no-op.
 #include "backend.hpp"
 #include "cm/bus_abi.h"
 #include "cmbus/layout.hpp"
@@ -67,6 +69,7 @@ public:
             return -EPROTO;
         }
         _size = info.map_size;
+        _has_doorbell = (info.flags & CM_INFO_F_DOORBELL) != 0;
         void* base = ::mmap(nullptr, _size, PROT_READ | PROT_WRITE, MAP_SHARED, _fd, 0);
         if (base == MAP_FAILED) {
             return -errno;
@@ -139,7 +142,13 @@ public:
                ::read(_events[qp], &count, sizeof count) == static_cast<ssize_t>(sizeof count);
     }
 
-    void doorbell(std::uint32_t /*qp*/) override {}
+    void doorbell(std::uint32_t qp) override
+    {
+        if (_has_doorbell && qp < _files.size() && _files[qp] >= 0) {
+            cm_doorbell d{qp, 0};
+            (void)::ioctl(_files[qp], CM_IOC_DOORBELL, &d);  // EIO: the card stopped; poll() reports it
+        }
+    }
 
 private:
     void close_qp(std::uint32_t q)
@@ -159,6 +168,7 @@ private:
     int _fd = -1;
     std::byte* _base = nullptr;
     std::uint64_t _size = 0;
+    bool _has_doorbell = false;  // CM_INFO_F_DOORBELL
     std::vector<int> _files;   // per queue pair: the driver's file it is attached through, or -1
     std::vector<int> _events;  // per queue pair: libcm's own eventfd (notify_fd)
 };

@@ -19,7 +19,14 @@
 #                     prints "VM: httpd ready N" on the console, this script answers "kill" or "done".
 #   run.sh --httpd-msix  the same with the card behind QEMU's ivshmem-doorbell instead of ivshmem-plain:
 #                     QEMU connects to the card's attach socket (cmfw speaks the ivshmem-server protocol),
-#                     and the card's notifications are MSI-X interrupts in the guest (no polling timer).
+#                     the card's notifications are MSI-X interrupts in the guest (no polling timer), and the
+#                     guest's doorbells (CM_IOC_DOORBELL) wake the card, which then does not poll the rings
+#                     (its bus.memory_peer_polls must stay low while wrk runs).
+#   run.sh --garbage  garbage in the bus memory from this side while the driver is bound (tests/vm/cm_garbage.c):
+#                     random ring indices in an attached queue pair, then random bytes over the control
+#                     block's magic, sizes and offsets; the driver must refuse them (EIO, EPOLLERR, EPROTO on
+#                     CM_IOC_RESET), count them, never oops, and work again once the card's control block
+#                     is back (written back as the card does when it formats) and CM_IOC_RESET re-reads it.
 #
 # Exit: 0 pass, 1 fail, 77 skipped (not root, or no qemu-system-x86_64 / Debian kernel image + headers /
 # busybox-static / cpio: `tools/install-deps.sh vm`).
@@ -38,12 +45,14 @@ if [[ -n ${CMFW-} ]]; then export CMFW; fi
 FWLOAD=0
 HTTPD=0
 MSIX=0
+GARBAGE=0
 case ${1-} in
 "") ;;
 --fwload) FWLOAD=1 ;;
 --httpd) HTTPD=1 ;;
 --httpd-msix) HTTPD=1 MSIX=1 ;;
-*) echo "usage: $0 [--fwload|--httpd|--httpd-msix]" >&2; exit 2 ;;
+--garbage) GARBAGE=1 ;;
+*) echo "usage: $0 [--fwload|--httpd|--httpd-msix|--garbage]" >&2; exit 2 ;;
 esac
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -124,12 +133,16 @@ if grep -qi 'warning:' "$WORK/kbuild.log"; then cat "$WORK/kbuild.log"; echo "FA
 "$CC" -static -O2 -Wall -Wextra -Werror -I"$SRC/hostdriver/include/uapi" -I"$SRC/libcm/include" \
     -o "$WORK/cm_selftest" "$VM_DIR/cm_selftest.c"
 "$CC" -static -O2 -Wall -Wextra -Werror -I"$SRC/hostdriver/include/uapi" -o "$WORK/cm_fwload" "$VM_DIR/cm_fwload.c"
+for prog in cm_reload cm_garbage; do
+    "$CC" -static -O2 -Wall -Wextra -Werror -I"$SRC/hostdriver/include/uapi" -I"$SRC/libcm/include" \
+        -o "$WORK/$prog" "$VM_DIR/$prog.c"
+done
 
 # ---- initramfs: busybox, the module, the test programs, /init
 R=$WORK/root
 mkdir -p "$R"/{bin,dev,proc,sys,tmp}
 cp "$BUSYBOX" "$R/bin/busybox"
-cp "$WORK/mod/cm.ko" "$WORK/cm_selftest" "$WORK/cm_fwload" "$R/"
+cp "$WORK/mod/cm.ko" "$WORK/cm_selftest" "$WORK/cm_fwload" "$WORK/cm_reload" "$WORK/cm_garbage" "$R/"
 if ((HTTPD)); then strip -o "$R/cm-httpd" "$CMHTTPD_STATIC"; fi
 if ((FWLOAD)); then
     # A signing key, the image the card boots from (slot A) and the one the guest loads (another version).
@@ -252,7 +265,17 @@ httpd_host_steps() {
     host_check "POST /sha256 (3 MB) hashed by the guest byte-exact" \
         eq "$(in_client curl -sS --max-time 60 --data-binary "@$WORK/upload.bin" "http://$CARD_IP/sha256" 2>&1)" \
         "$(sha256sum "$WORK/upload.bin" | cut -d' ' -f1)"
+    local polls0 polls1 rung0 rung1
+    polls0=$(card_counter bus.memory_peer_polls) rung0=$(card_counter bus.memory_peer_doorbells)
     measure "VM (card -> ivshmem -> /dev/cm0)"
+    polls1=$(card_counter bus.memory_peer_polls) rung1=$(card_counter bus.memory_peer_doorbells)
+    echo "# card: while measuring: bus.memory_peer_polls +$((polls1 - polls0)), bus.memory_peer_doorbells +$((rung1 - rung0))"
+    if ((MSIX)); then
+        # the guest rings (CM_IOC_DOORBELL): the card sleeps until then instead of polling every 100 us
+        host_check "the guest rang the card's doorbells (+$((rung1 - rung0)))" test $((rung1 - rung0)) -gt 0
+        host_check "the card did not poll the memory peer's rings while serving (+$((polls1 - polls0)) polls)" \
+            test $((polls1 - polls0)) -lt 100
+    fi
     # Robustness: a large response in flight when the guest's server is killed.
     in_client curl -sS --max-time 60 -o "$WORK/cut.bin" "http://$CARD_IP/bytes/500000000" >"$WORK/cut.log" 2>&1 &
     local curl_pid=$! i
@@ -274,18 +297,57 @@ httpd_host_steps() {
         eq "$(in_client curl -sS --max-time 60 --data-binary "@$WORK/upload.bin" "http://$CARD_IP/sha256" 2>&1)" \
         "$(sha256sum "$WORK/upload.bin" | cut -d' ' -f1)"
     host_check "the card released and re-lent the queue pair (bus.qp_released >= 1)" test "$(card_counter bus.qp_released)" -ge 1
-    "$CMEMU" counters "$NAME" 2>/dev/null | grep -E '^(bus\.(qp_released|qp_in_use|conns_reclaimed|doorbells|notifications)|proxy\.(requests|responses_cut|bus_open|errors_502|bus_lost)) ' | sed 's/^/# card: /' || true
+    "$CMEMU" counters "$NAME" 2>/dev/null | grep -E '^(bus\.(qp_released|qp_in_use|conns_reclaimed|doorbells|notifications|memory_peer_polls|memory_peer_doorbells)|proxy\.(requests|responses_cut|bus_open|errors_502|bus_lost)) ' | sed 's/^/# card: /' || true
     guest done
+}
+
+# ---- --garbage: this side of tests/vm/cm_garbage.c
+garbage() { # garbage indices QP | ctrl | restore: writes into the bus file the VM maps
+    python3 - "$MEM" "$WORK/ctrl.saved" "$@" <<'PY'
+import os, struct, sys
+mem, saved, what = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(mem, "r+b") as f:
+    if what == "indices":
+        qp = int(sys.argv[4])
+        f.seek(36); qp_count, = struct.unpack("<I", f.read(4))
+        qp_offset, qp_stride = struct.unpack("<QI", (f.seek(40), f.read(12))[1])
+        base = qp_offset + qp * qp_stride
+        for off in (64, 192, 256):         # sq_prod, eq_prod, eq_cons
+            f.seek(base + off); f.write(os.urandom(4))
+    elif what == "ctrl":
+        f.seek(0); block = f.read(4096)
+        open(saved, "wb").write(block)
+        f.seek(0); f.write(os.urandom(64))  # magic, versions, sizes, offsets, counts
+    elif what == "restore":
+        block = open(saved, "rb").read()
+        f.seek(0); f.write(block[:64])      # the card's own values (the rest it kept writing itself)
+PY
+}
+garbage_host_steps() {
+    local step
+    for step in indices ctrl restore; do
+        if ! wait_console "VM: garbage $step" 60; then
+            host_check "the guest reached step '$step'" false
+            return 0
+        fi
+        if [[ $step == indices ]]; then
+            garbage indices "$(tr -d '\r' <"$WORK/console.log" | sed -n 's/^VM: garbage indices //p')"
+        else
+            garbage "$step"
+        fi
+        guest "$step"
+    done
 }
 
 # ---- boot (--httpd: a second serial port, ttyS1 in the guest, is a pipe for this script's commands)
 extra=()
 mode=selftest
 card_dev=(-object memory-backend-file,id=m,share=on,mem-path="$MEM",size="$SIZE" -device ivshmem-plain,memdev=m)
-if ((HTTPD)); then
+if ((HTTPD || GARBAGE)); then
     mkfifo "$WORK/ctl.in" "$WORK/ctl.out"
     extra=(-serial "pipe:$WORK/ctl")
     mode=httpd
+    ((GARBAGE)) && mode=garbage
 fi
 if ((MSIX)); then
     # ivshmem-doorbell: the memory and one eventfd per vector (= queue pair) both ways from the attach socket
@@ -299,10 +361,10 @@ timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 -accel "${VM_ACCEL:-tcg}" -m 512 -
     -object memory-backend-file,id=o,share=on,mem-path="$WORK/other-ivshmem",size=1M -device ivshmem-plain,memdev=o \
     -net none -monitor none -serial stdio "${extra[@]}" </dev/null >"$WORK/console.log" 2>&1 &
 QEMU_PID=$!
-if ((HTTPD)); then
+if ((HTTPD || GARBAGE)); then
     exec 9<>"$WORK/ctl.in"   # kept open: the guest's reads never see end of file
     exec 8<>"$WORK/ctl.out"  # drained by nobody, opened so QEMU never blocks on it
-    httpd_host_steps
+    if ((HTTPD)); then httpd_host_steps; else garbage_host_steps; fi
 fi
 rc=0
 wait "$QEMU_PID" || rc=$?

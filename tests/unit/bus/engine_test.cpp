@@ -286,6 +286,17 @@ TEST_CASE("engine: a memory-peer queue pair released by the driver is reset and 
     host.hdr->host_pid = 1234;
     CHECK(card.engine->memory_peer_active());
     const std::uint32_t gen = host.hdr->generation;
+    {
+        // Per queue pair (BusDevice stops polling a lending whose host rang): the memory peer's, with its
+        // generation; the attach-socket peer's queue pair never is.
+        std::uint32_t g = 0;
+        CHECK(card.engine->memory_peer_active(lent, g));
+        CHECK(g == gen);
+        std::uint32_t g_other = 0;
+        CHECK_FALSE(card.engine->memory_peer_active(other.qp, g_other));
+        CHECK(g_other == 0);
+        CHECK_FALSE(card.engine->memory_peer_active(1000, g_other));
+    }
     cm_bus_desc listen = host.op(CM_BUS_SQ_LISTEN);
     listen.aux = 80;
     host.submit(listen);
@@ -322,6 +333,9 @@ TEST_CASE("engine: a memory-peer queue pair released by the driver is reset and 
         CHECK(host.hdr->owner_peer == CM_BUS_MEMORY_PEER);
         CHECK(host.hdr->generation != gen);
         CHECK(host.hdr->release_req == 0);
+        std::uint32_t g = 0;
+        CHECK_FALSE(card.engine->memory_peer_active(lent, g));  // lent again, no process: not polled
+        CHECK(g == host.hdr->generation);                        // a new lending: a doorbell of the old one no longer counts
         CHECK(host.hdr->sq_prod == 0);
         CHECK(host.hdr->eq_prod == 0);
         CHECK(host.hdr->fault == CM_BUS_FAULT_NONE);

@@ -12,6 +12,7 @@
  *     the card has vectors, else a timer re-checks the event rings (module parameters poll_interval_ms,
  *     poll_interval_us).
  *   - CM_IOC_WAIT: the same with a timeout, for one queue pair or any.
+ *   - CM_IOC_DOORBELL: wake the card for a queue pair's new submissions (when the card has doorbells).
  *
  * Every ioctl returns 0 or -1 with errno; an unknown command fails with ENOTTY. Arguments use fixed-width
  * fields and explicit padding; padding, reserved fields and undefined flags must be zero (else EINVAL),
@@ -32,6 +33,7 @@
 /* cm_info.flags */
 #define CM_INFO_F_MSIX (1U << 0)   /* notifications are MSI-X interrupts (else the polling timer) */
 #define CM_INFO_F_EMULATED (1U << 1) /* the emulated card behind QEMU's ivshmem device */
+#define CM_INFO_F_DOORBELL (1U << 2) /* the card takes doorbells (CM_IOC_DOORBELL): ivshmem-doorbell */
 
 /* CM_IOC_INFO: what the card is (copied from the validated control block) and how to map it. */
 struct cm_info {
@@ -114,6 +116,22 @@ struct cm_fw_load {
 };
 #define CM_FW_MAX_SIZE (64U << 20)
 
+/*
+ * CM_IOC_DOORBELL: ring the card's doorbell of queue pair `qp` of this file (after new submissions, when the
+ * card asked for one: card_need_wakeup, docs/bus.md "Rings and notifications"). Only when CM_IOC_INFO
+ * reports CM_INFO_F_DOORBELL (the emulated card behind QEMU's ivshmem-doorbell: a write of
+ * (card peer id << 16) | qp to ivshmem's BAR0 Doorbell register); without it the card polls the rings.
+ * The card polls an attached queue pair until its process rings it the first time; from then on (until it is
+ * detached or released) the card relies on doorbells: the process must ring whenever card_need_wakeup is set
+ * after it produced submissions (libcm does).
+ * Errors: EINVAL a queue pair that is not this file's, or flags not zero; EOPNOTSUPP no doorbells;
+ * EIO the card stopped or its memory was refused.
+ */
+struct cm_doorbell {
+	__u32 qp;
+	__u32 flags;               /* zero */
+};
+
 /* CM_IOC_COUNTERS: the driver's counters for this card (since probe). */
 struct cm_counters {
 	__u64 opens;
@@ -128,6 +146,9 @@ struct cm_counters {
 	__u64 bad_qp;              /* queue pair headers or ring indices refused */
 	__u64 bad_ioctls;          /* ioctls refused with EINVAL or ENOTTY */
 	__u64 resets;
+	__u64 doorbells;           /* doorbells rung (CM_IOC_DOORBELL, and after a release request) */
+	__u64 bus_refused;         /* times the driver found the card's memory no longer the validated one
+	                            * (magic, state or format changed under it): refused until CM_IOC_RESET */
 };
 
 #define CM_IOC_INFO     _IOR(CM_IOC_TYPE, 0x00, struct cm_info)
@@ -143,5 +164,6 @@ struct cm_counters {
 #define CM_IOC_RESET    _IO(CM_IOC_TYPE, 0x04)
 #define CM_IOC_FW_LOAD  _IOW(CM_IOC_TYPE, 0x05, struct cm_fw_load)
 #define CM_IOC_COUNTERS _IOR(CM_IOC_TYPE, 0x06, struct cm_counters)
+#define CM_IOC_DOORBELL _IOW(CM_IOC_TYPE, 0x07, struct cm_doorbell)
 
 #endif /* _UAPI_LINUX_CM_H */
