@@ -128,6 +128,43 @@ FwLoadMailbox::Answer FwLoadMailbox::refuse(std::uint32_t status, std::string me
     return {status, std::move(message)};
 }
 
+// The slot an image of `size` bytes may go to now, chosen as cmflash write does (never the running slot;
+// none while it is on trial), with the flash open and locked; or the refusal (EIO, EFBIG, EBUSY).
+Expected<FwLoadMailbox::SlotChoice, FwLoadMailbox::Answer> FwLoadMailbox::writable_slot(std::uint64_t size)
+{
+    auto flash = boot::FlashFile::open(_config.flash_path);
+    if (!flash) {
+        ++_counters.flash_errors;
+        return Unexpected{refuse(CM_BUS_EIO, "cannot open the flash: " + flash.error())};
+    }
+    if (size > flash->slot_size()) {
+        ++_counters.too_big;
+        return Unexpected{refuse(CM_BUS_EFBIG, fmt::format("image of {} bytes does not fit a {}-byte flash slot", size,
+                                                           flash->slot_size()))};
+    }
+    if (auto locked = flash->lock(); !locked) {
+        ++_counters.flash_errors;
+        return Unexpected{refuse(CM_BUS_EIO, locked.error())};
+    }
+    auto meta = flash->read_metadata();
+    if (!meta) {
+        ++_counters.flash_errors;
+        return Unexpected{refuse(CM_BUS_EIO, meta.error())};
+    }
+    auto slot = boot::choose_write_slot(*meta);
+    if (!slot) {
+        ++_counters.busy;
+        return Unexpected{refuse(CM_BUS_EBUSY, fmt::format("slot {} is running on trial: load again once it confirmed",
+                                                           boot::slot_letter(meta->running_slot)))};
+    }
+    if (*slot == _config.running_slot) {
+        ++_counters.busy;
+        return Unexpected{refuse(CM_BUS_EBUSY,
+                                 fmt::format("slot {} is the one running: not written", boot::slot_letter(*slot)))};
+    }
+    return SlotChoice{std::move(*flash), std::move(*meta), *slot};
+}
+
 FwLoadMailbox::Answer FwLoadMailbox::begin(const Command& c, TimePoint now)
 {
     if (_image != nullptr) {
@@ -146,36 +183,12 @@ FwLoadMailbox::Answer FwLoadMailbox::begin(const Command& c, TimePoint now)
     }
     // May a slot be written at all now, and does the image fit one? Asked now so that the host does not send
     // megabytes for nothing; asked again at COMMIT (the boot ROM may have changed the metadata meanwhile).
-    auto flash = boot::FlashFile::open(_config.flash_path);
-    if (!flash) {
-        ++_counters.flash_errors;
-        return refuse(CM_BUS_EIO, "cannot open the flash: " + flash.error());
+    auto target = writable_slot(c.total);
+    if (!target) {
+        return target.error();
     }
-    if (c.total > flash->slot_size()) {
-        ++_counters.too_big;
-        return refuse(CM_BUS_EFBIG, fmt::format("image of {} bytes does not fit a {}-byte flash slot", c.total,
-                                                flash->slot_size()));
-    }
-    if (auto locked = flash->lock(); !locked) {
-        ++_counters.flash_errors;
-        return refuse(CM_BUS_EIO, locked.error());
-    }
-    auto meta = flash->read_metadata();
-    flash->unlock();
-    if (!meta) {
-        ++_counters.flash_errors;
-        return refuse(CM_BUS_EIO, meta.error());
-    }
-    auto slot = boot::choose_write_slot(*meta);
-    if (!slot) {
-        ++_counters.busy;
-        return refuse(CM_BUS_EBUSY, fmt::format("slot {} is running on trial: load again once it confirmed",
-                                                boot::slot_letter(meta->running_slot)));
-    }
-    if (*slot == _config.running_slot) {
-        ++_counters.busy;
-        return refuse(CM_BUS_EBUSY, fmt::format("slot {} is the one running: not written", boot::slot_letter(*slot)));
-    }
+    const std::uint32_t slot = target->slot;
+    target->flash.unlock();
     _image.reset(new (std::nothrow) std::uint8_t[c.total]);
     if (_image == nullptr) {
         return refuse(CM_BUS_ENOMEM, fmt::format("no memory for an image of {} bytes", c.total));
@@ -185,8 +198,8 @@ FwLoadMailbox::Answer FwLoadMailbox::begin(const Command& c, TimePoint now)
     _last_command = now;
     _counters.held_bytes = _total;
     ++_counters.begun;
-    log::info("fwload: loading an image of {} for slot {}", size_text(_total), boot::slot_letter(*slot));
-    return {0, fmt::format("ready for {} bytes (slot {})", _total, boot::slot_letter(*slot))};
+    log::info("fwload: loading an image of {} for slot {}", size_text(_total), boot::slot_letter(slot));
+    return {0, fmt::format("ready for {} bytes (slot {})", _total, boot::slot_letter(slot))};
 }
 
 FwLoadMailbox::Answer FwLoadMailbox::chunk(const Command& c, TimePoint /*now*/)
@@ -246,43 +259,21 @@ FwLoadMailbox::Answer FwLoadMailbox::commit()
 
     // Into the flash, as `cmflash write --flash` does: under the lock, the slot first marked empty, then the
     // image, then the slot on trial (a write cut short leaves a slot that is never booted).
-    auto flash = boot::FlashFile::open(_config.flash_path);
-    if (!flash) {
-        ++_counters.flash_errors;
-        return refuse(CM_BUS_EIO, "cannot open the flash: " + flash.error());
+    auto target = writable_slot(image.size());
+    if (!target) {
+        return target.error();
     }
-    if (image.size() > flash->slot_size()) {
-        ++_counters.too_big;
-        return refuse(CM_BUS_EFBIG, fmt::format("image of {} bytes does not fit a {}-byte flash slot", image.size(),
-                                                flash->slot_size()));
-    }
-    if (auto locked = flash->lock(); !locked) {
-        ++_counters.flash_errors;
-        return refuse(CM_BUS_EIO, locked.error());
-    }
-    auto meta = flash->read_metadata();
-    if (!meta) {
-        ++_counters.flash_errors;
-        return refuse(CM_BUS_EIO, meta.error());
-    }
-    auto slot = boot::choose_write_slot(*meta);
-    if (!slot) {
-        ++_counters.busy;
-        return refuse(CM_BUS_EBUSY, fmt::format("slot {} is running on trial: load again once it confirmed",
-                                                boot::slot_letter(meta->running_slot)));
-    }
-    if (*slot == _config.running_slot) {
-        ++_counters.busy;
-        return refuse(CM_BUS_EBUSY, fmt::format("slot {} is the one running: not written", boot::slot_letter(*slot)));
-    }
-    meta->slots[*slot] = boot::SlotRecord{};
-    boot::Status written = flash->write_metadata(*meta);
+    boot::FlashFile& flash = target->flash;
+    boot::BootMetadata& meta = target->meta;
+    const std::uint32_t slot = target->slot;
+    meta.slots[slot] = boot::SlotRecord{};
+    boot::Status written = flash.write_metadata(meta);
     if (written) {
-        written = flash->write_slot(*slot, image);
+        written = flash.write_slot(slot, image);
     }
     if (written) {
-        boot::record_write(*meta, *slot, image.size());
-        written = flash->write_metadata(*meta);
+        boot::record_write(meta, slot, image.size());
+        written = flash.write_metadata(meta);
     }
     if (!written) {
         ++_counters.flash_errors;
@@ -295,13 +286,13 @@ FwLoadMailbox::Answer FwLoadMailbox::commit()
     log::info("fwload: wrote a {} {} image ({}, build id {}) to slot {} in {} ms: on trial from the next boot",
               boot::arch_name(header->arch), header->version, size_text(image.size()),
               header->build_id_len ? boot::to_hex(std::span(header->build_id).first(header->build_id_len)) : "none",
-              boot::slot_letter(*slot),
+              boot::slot_letter(slot),
               std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
     drop();
     return {0,
             fmt::format("{} {} (build {}) in slot {}, on trial from the next boot", boot::arch_name(header->arch),
-                        header->version, build_id, boot::slot_letter(*slot)),
-            *slot};
+                        header->version, build_id, boot::slot_letter(slot)),
+            slot};
 }
 
 void FwLoadMailbox::answer(std::uint32_t seq, const Answer& a)

@@ -17,6 +17,8 @@
 
 #include "base/clock.hpp"
 #include "base/counters.hpp"
+#include "base/expected.hpp"
+#include "boot/flash.hpp"
 #include "cm/bus_abi.h"
 
 #include <cstddef>
@@ -95,6 +97,12 @@ private:
     Answer chunk(const Command& c, TimePoint now);
     Answer commit();
     Answer refuse(std::uint32_t status, std::string message);
+    struct SlotChoice {
+        boot::FlashFile flash;  // open and locked
+        boot::BootMetadata meta;
+        std::uint32_t slot;
+    };
+    Expected<SlotChoice, Answer> writable_slot(std::uint64_t size);
     void answer(std::uint32_t seq, const Answer& a);
     void drop();
 
