@@ -22,6 +22,8 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     unsigned arp_reachable_s = 60;
     unsigned arp_retries = 3;
     unsigned busy_poll_us = 0;
+    unsigned bus_notify_coalesce_us = 0;
+    unsigned bus_lazy_completions_ms = 10;
     std::string impair_both;
     std::string impair_to_card;
     std::string impair_to_client;
@@ -69,6 +71,16 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         ->capture_default_str();
     app.add_option("--bus-slot-size", config.bus.layout.slot_size, "bytes per bus buffer slot")->capture_default_str();
     app.add_option("--bus-credit", config.bus.layout.conn_credit, "slots in flight per bus connection and direction")
+        ->capture_default_str();
+    app.add_option("--bus-notify-coalesce-us", bus_notify_coalesce_us,
+                   "at most one notification (interrupt) per bus queue pair per this many microseconds; events "
+                   "posted meanwhile wait for the next one (0: notify at once)")
+        ->check(CLI::Range(0u, 100000u))
+        ->capture_default_str();
+    app.add_option("--bus-lazy-completions-ms", bus_lazy_completions_ms,
+                   "a host that says it is not waiting for slots (CM_BUS_WAKE_WORK) is not woken for transmit "
+                   "completions alone for up to this long: they ride with its next wake-up (0: it is woken)")
+        ->check(CLI::Range(0u, 1000u))
         ->capture_default_str();
     app.add_flag("--bus-echo", config.bus.echo, "run the bus echo test service (docs/bus.md)");
     app.add_option("--bus-memory-peer-qps", config.bus.memory_peer_qps,
@@ -306,6 +318,8 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         return fail("--proxy-http/--proxy-pass need the host bus (--bus-memory, --bus-socket)");
     }
     config.bus.engine.arm_after = config.busy_poll;  // the bus asks for doorbells only when the loop would sleep
+    config.bus.engine.notify_coalesce = std::chrono::microseconds(bus_notify_coalesce_us);
+    config.bus.engine.lazy_completions = std::chrono::milliseconds(bus_lazy_completions_ms);
     return ParseOutcome{config, 0, {}};
 }
 

@@ -94,6 +94,10 @@ void BusEngine::attach_qp(QueuePair& q, std::uint32_t peer)
     q.hdr->host_fault = 0;
     q.hdr->release_req = 0;
     q.hdr->fault = CM_BUS_FAULT_NONE;
+    q.notify_owed = q.notify_held = q.lazy_counted = false;
+    q.post_wait = no_wait_limit;
+    q.wake_by = TimePoint::max();
+    q.last_notified = {};
     q.hdr->owner_peer = peer;
     q.hdr->generation = ++q.generation;
     q.sq = RingConsumer({sq, _layout.ring_entries, &q.hdr->sq_prod, &q.hdr->sq_cons, &q.hdr->card_need_wakeup}, 0);
@@ -374,7 +378,7 @@ bool BusEngine::listening(std::uint16_t port) const
     return _listeners.contains(port);
 }
 
-std::size_t BusEngine::send(ConnRef ref, std::span<const std::byte> data)
+std::size_t BusEngine::send(ConnRef ref, std::span<const std::byte> data, Duration may_wait)
 {
     QueuePair* q = resolve_qp(ref);
     Conn* c = q == nullptr ? nullptr : live_conn(*q, ref.id);
@@ -397,7 +401,7 @@ std::size_t BusEngine::send(ConnRef ref, std::span<const std::byte> data)
         e.conn = ref.id;
         e.slot = slot;
         e.len = static_cast<std::uint32_t>(n);
-        post(*q, e);
+        post(*q, e, may_wait);
         sent += n;
         ++_counters.data_c2h;
         _counters.bytes_c2h += n;
@@ -632,8 +636,9 @@ bool BusEngine::room(QueuePair& q, std::uint32_t n)
     return q.eq.space() >= n;
 }
 
-void BusEngine::post(QueuePair& q, const cm_bus_desc& d)
+void BusEngine::post(QueuePair& q, const cm_bus_desc& d, Duration may_wait)
 {
+    q.post_wait = std::min(q.post_wait, d.opcode == CM_BUS_EV_TX_DONE ? _config.lazy_completions : may_wait);
     q.eq.push(d);
     ++_counters.events;
 }
@@ -670,6 +675,7 @@ void BusEngine::reject(QueuePair& q, const cm_bus_desc& d, std::uint64_t& counte
 
 std::size_t BusEngine::poll(TimePoint now)
 {
+    _now = now;
     std::size_t work = 0;
     if (_next_heartbeat && now >= *_next_heartbeat) {
         cm_bus_ctrl& c = ctrl();
@@ -1041,12 +1047,79 @@ void BusEngine::flush()
         if (!q.attached || q.faulted) {
             continue;
         }
-        if (q.eq.unpublished() && q.eq.publish() && _notify) {
-            ++_counters.notifications;
-            _notify(q.index);
+        if (q.eq.unpublished()) {
+            q.eq.publish_entries();
+            q.notify_owed = true;
+            q.wake_by = std::min(q.wake_by, _now + q.post_wait);  // _now: this loop pass, like the posts
+            q.post_wait = no_wait_limit;
+        }
+        if (q.notify_owed) {
+            notify_host(q);
         }
     }
     update_gauges();
+}
+
+void BusEngine::notify_host(QueuePair& q)
+{
+    const auto settle = [&q] {
+        q.notify_owed = q.notify_held = q.lazy_counted = false;
+        q.wake_by = TimePoint::max();
+    };
+    // A host that is not asleep (need_wakeup clear, read after the entries were published) looks at the ring
+    // again before it sleeps, so it needs no wake-up for them: nothing is owed then. Nor does a host armed
+    // for work that has taken in everything posted: one armed so makes itself runnable for what it takes in
+    // outside its poll (libcm's kick). One armed for anything may have taken events in without handling them
+    // yet, counting on our notification: it gets it.
+    const std::uint32_t level = q.eq.wakeup_level();
+    if (level == 0 || (level == CM_BUS_WAKE_WORK && q.eq.refresh() && q.eq.in_flight() == 0)) {
+        settle();
+        return;
+    }
+    TimePoint due = _now;
+    // A host armed for work only lets events that may wait (TX_DONE; requests the proxy marks) ride with its
+    // next wake-up, up to the earliest of their delays; a half-full ring is woken at once. A host whose needs
+    // change while it sleeps re-arms for anything and rings us: we look again.
+    if (level == CM_BUS_WAKE_WORK && q.eq.in_flight() < _layout.ring_entries / 2 && q.wake_by > _now) {
+        due = q.wake_by;
+        if (!q.lazy_counted) {
+            q.lazy_counted = true;
+            ++_counters.notifications_lazy;
+        }
+    }
+    // Interrupt moderation, as a NIC's rx-usecs: a host that was woken less than a period ago waits for the
+    // rest of it, and then takes everything posted meanwhile in one wake-up instead of one each.
+    if (_config.notify_coalesce > Duration::zero()) {
+        const TimePoint period_end = q.last_notified + _config.notify_coalesce;
+        if (period_end > due) {
+            if (!q.notify_held) {
+                q.notify_held = true;
+                ++_counters.notifications_held;
+            }
+            due = period_end;
+        }
+    }
+    if (_now < due) {
+        q.notify_due = due;  // next_wakeup() brings the loop back then
+        return;
+    }
+    settle();
+    if (q.eq.take_wakeup() && _notify) {
+        ++_counters.notifications;
+        q.last_notified = _now;
+        _notify(q.index);
+    }
+}
+
+std::optional<TimePoint> BusEngine::next_wakeup() const
+{
+    std::optional<TimePoint> wake = _next_heartbeat;
+    for (const QueuePair& q : _qps) {
+        if (q.notify_owed && q.attached && !q.faulted && (!wake || q.notify_due < *wake)) {
+            wake = q.notify_due;
+        }
+    }
+    return wake;
 }
 
 std::string BusEngine::check_invariants() const

@@ -48,6 +48,8 @@ namespace cm::bus {
     X(events, "events posted to event rings")                                                           \
     X(doorbells, "doorbells received from hosts")                                                       \
     X(notifications, "notifications sent to hosts")                                                     \
+    X(notifications_held, "notifications held back by coalescing (sent when the period is up, if still wanted)") \
+    X(notifications_lazy, "wake-ups held back for events that may wait (TX_DONE, slow requests): host armed for work")  \
     X(memory_peer_polls, "loop passes made to look at the memory peer's rings (it has no doorbells)")    \
     X(memory_peer_doorbells, "doorbells rung by the memory peer (a VM behind ivshmem-doorbell)")          \
     X(bad_opcode, "rejected: unknown submission opcode")                                                \
@@ -134,10 +136,18 @@ public:
     }
 };
 
+/// Longer than any delay an event may be given (a sentinel that cannot overflow a TimePoint).
+inline constexpr Duration no_wait_limit = std::chrono::hours(24);
+
 struct EngineConfig {
     std::uint32_t batch = 256;                    // descriptors per queue pair per poll
     Duration heartbeat = std::chrono::milliseconds(100);
     Duration arm_after{0};                        // idle time before asking hosts for doorbells (busy-poll)
+    // At most one notification per queue pair per period (0: each loop pass that posted events notifies a
+    // sleeping host at once). Events are always visible at once; only the wake-up waits, at most this long.
+    Duration notify_coalesce{0};
+    // A host asleep at CM_BUS_WAKE_WORK is not woken for TX_DONE alone for up to this long (0: it is).
+    Duration lazy_completions{0};
     std::uint32_t fw_version = 0;
     const char* fw_version_str = "";
 };
@@ -171,7 +181,8 @@ public:
     // ---- the loop ----
     std::size_t poll(TimePoint now);
     void flush();
-    [[nodiscard]] std::optional<TimePoint> next_wakeup() const { return _next_heartbeat; }
+    /// The heartbeat, or sooner a notification held back by coalescing.
+    [[nodiscard]] std::optional<TimePoint> next_wakeup() const;
     /// The firmware is going away: the memory says so.
     void stop();
 
@@ -181,8 +192,9 @@ public:
     Expected<ConnRef, std::uint32_t> open_connection(std::uint16_t port, const ConnInfo& info, BusConnHandler& handler,
                                                      std::optional<std::uint32_t> only_qp = std::nullopt);
     /// Copies as much of `data` as credit, slots and ring space allow into c2h slots; returns the bytes
-    /// taken. Less than all: on_writable follows when more can go.
-    std::size_t send(ConnRef conn, std::span<const std::byte> data);
+    /// taken. Less than all: on_writable follows when more can go. `may_wait`: a host asleep for work
+    /// (CM_BUS_WAKE_WORK) need not be woken for this data before that long (it rides with the next wake-up).
+    std::size_t send(ConnRef conn, std::span<const std::byte> data, Duration may_wait = Duration::zero());
     /// End of data towards the host (after everything sent). False for a dead reference.
     bool send_eof(ConnRef conn);
     /// Kills the connection: the host gets RESET (status), data held for it is dropped, the handler is
@@ -253,6 +265,13 @@ private:
         std::vector<std::uint32_t> work;     // connection indices with deferred work
         std::vector<std::uint32_t> writers;  // connection indices waiting to send
         TimePoint last_work{};
+        bool notify_owed = false;       // events published since the host was last looked at for a wake-up
+        bool notify_held = false;       // ... and its wake-up is held back by coalescing (counted once)
+        bool lazy_counted = false;      // ... and a host armed for work lets them wait (counted once)
+        Duration post_wait = no_wait_limit;       // least "may wait" of the events posted since the last flush
+        TimePoint wake_by = TimePoint::max();     // a host armed for work must be woken by then for what it owes
+        TimePoint last_notified{};      // the last notification (coalescing counts from here)
+        TimePoint notify_due{};         // while owed: when the held wake-up is due
     };
 
     void attach_qp(QueuePair& q, std::uint32_t peer);
@@ -285,12 +304,16 @@ private:
     void wake_writers(QueuePair& q);
     /// Room for `n` more events (refreshing the host's consumer index; a bad one faults the queue pair).
     bool room(QueuePair& q, std::uint32_t n);
-    void post(QueuePair& q, const cm_bus_desc& d);
+    /// `may_wait`: how long the host may go without a wake-up for it (if armed for work; TX_DONE: the
+    /// lazy-completion delay).
+    void post(QueuePair& q, const cm_bus_desc& d, Duration may_wait = Duration::zero());
     void post_ack(QueuePair& q, const cm_bus_desc& d, std::uint32_t status);
     cm_bus_desc conn_event(std::uint16_t opcode, std::uint32_t id, const Conn& c) const;
     void detach_qp(QueuePair& q);
     std::span<std::byte> slot_bytes(std::uint32_t slot);
     void update_gauges();
+    /// Wakes the host of `q` if it sleeps (need_wakeup), unless coalescing holds the wake-up back for now.
+    void notify_host(QueuePair& q);
 
     std::byte* _memory;
     Layout _layout;
@@ -302,6 +325,7 @@ private:
     std::function<void(std::uint32_t)> _notify;
     std::uint32_t _next_qp = 0;
     std::optional<TimePoint> _next_heartbeat;
+    TimePoint _now{};  // of the last poll(): flush() runs in the same loop pass
     BusCounters _counters;
 };
 

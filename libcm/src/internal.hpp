@@ -86,6 +86,8 @@ struct cm_qp {
     // event ring is not consumed): events taken in outside cm_qp_poll make the notification fd readable
     // (process_events), once until it is drained.
     bool in_poll = false;          // inside cm_qp_poll
+    bool defer_doorbell = false;   // cm_qp_set_defer_doorbell: submissions leave the doorbell to cm_qp_flush
+    bool doorbell_owed = false;    // descriptors published since the card's need_wakeup was last looked at
     bool kicked = false;           // the notification fd was written and not drained since
     int epoll_fd = -1;             // cm_qp_fd(): the notification fd and the backend's liveness fd
     std::uint64_t heartbeat = 0;   // the card's heartbeat when last seen to change ...

@@ -137,12 +137,23 @@ void give_back(cm_qp* qp, std::uint32_t slot)
     }
 }
 
-void publish(cm_qp* qp)
+/// Makes what was submitted visible to the card and, unless the application defers doorbells
+/// (cm_qp_set_defer_doorbell), rings the card if it sleeps. `ring_now`: ring even then (before sleeping).
+void publish(cm_qp* qp, bool ring_now = false)
 {
     flush_returns(qp);
-    if (qp->sq.unpublished() && qp->sq.publish()) {
-        ++qp->stats.doorbells;
-        qp->dev->backend->doorbell(qp->index);
+    if (qp->sq.unpublished()) {
+        qp->sq.publish_entries();
+        qp->doorbell_owed = true;
+    }
+    // The card arms need_wakeup only after finding the ring empty, so looking at it later (cm_qp_flush) still
+    // covers everything published now: a card that went to sleep meanwhile saw these entries first.
+    if (qp->doorbell_owed && (ring_now || !qp->defer_doorbell)) {
+        qp->doorbell_owed = false;
+        if (qp->sq.take_wakeup()) {
+            ++qp->stats.doorbells;
+            qp->dev->backend->doorbell(qp->index);
+        }
     }
 }
 
@@ -177,7 +188,7 @@ void end_conn(cm_qp* qp, cm_conn* c, bool reset)
         d.slot = CM_BUS_NO_SLOT;
         // The ring has room or gets it: the card consumes without waiting for us. Spin briefly if full.
         while (!submit(qp, d) && card_state(qp) == 0) {
-            publish(qp);
+            publish(qp, true);
         }
         c->closed_sent = true;
     }
@@ -191,6 +202,13 @@ void kick(cm_qp* qp)
         // an eventfd only refuses at its 2^64-2 limit: it is readable then anyway
     }
     qp->kicked = true;
+}
+
+/// What an application's event loop asks the card to wake it for (bus_abi.h, "Rings"): for new work only,
+/// unless a connection waits to write (credit or a slot: TX_DONE brings those back).
+std::uint32_t event_loop_wake_level(const cm_qp* qp)
+{
+    return qp->write_waiters.empty() ? CM_BUS_WAKE_WORK : CM_BUS_WAKE_ANY;
 }
 
 /// Takes every pending event in. Returns how many, or the queue pair's fault.
@@ -323,8 +341,13 @@ int process_events(cm_qp* qp)
     // even when a call here took the events in first. The driver's file is readable only while events are
     // in the ring: events taken in by a call other than cm_qp_poll (cm_read, cm_write ... consuming what
     // the card notified) would leave ready entries and no wake-up (the card cleared host_need_wakeup when
-    // it notified). So say it ourselves, as the card's eventfd would.
-    if (n > 0 && !qp->in_poll && !qp->kicked && qp->dev->backend->event_fd(qp->index) >= 0) {
+    // it notified), and no re-arming either: cm_qp_poll must run again even when nothing became ready. So
+    // say it ourselves, as the card's eventfd would. With the emulator, the same when armed for work only
+    // (CM_BUS_WAKE_WORK) and entries became ready: the card may be holding the notification of what we just
+    // took in, and a card that finds its events taken sends none (bus_abi.h, "Rings").
+    const bool driver_file = qp->dev->backend->event_fd(qp->index) >= 0;
+    if (n > 0 && !qp->in_poll && !qp->kicked &&
+        (driver_file || (!qp->ready.empty() && qp->eq.armed_level() == CM_BUS_WAKE_WORK))) {
         kick(qp);
     }
     return qp->fault != 0 ? qp->fault : n;
@@ -334,7 +357,7 @@ int process_events(cm_qp* qp)
 /// Returns 0 to go round again, -ETIMEDOUT, or the fault.
 int wait(cm_qp* qp, std::uint64_t deadline_ns)
 {
-    publish(qp);
+    publish(qp, true);
     if (int rc = card_state(qp); rc != 0) {
         return rc;
     }
@@ -386,7 +409,7 @@ int wait(cm_qp* qp, std::uint64_t deadline_ns)
 int restore_notification(cm_qp* qp)
 {
     while (qp->ready.empty()) {
-        if (qp->eq.arm()) {
+        if (qp->eq.arm(event_loop_wake_level(qp))) {
             return 0;
         }
         if (const int rc = process_events(qp); rc < 0) {
@@ -606,6 +629,25 @@ extern "C" void cm_qp_set_busy_poll(cm_qp* qp, std::uint32_t usec)
     if (qp != nullptr) {
         qp->busy_poll_ns = std::uint64_t{usec} * 1000;
     }
+}
+
+extern "C" void cm_qp_set_defer_doorbell(cm_qp* qp, int on)
+{
+    if (qp != nullptr) {
+        qp->defer_doorbell = on != 0;
+        if (!qp->defer_doorbell) {
+            publish(qp);  // nothing stays owed once deferring stops
+        }
+    }
+}
+
+extern "C" int cm_qp_flush(cm_qp* qp)
+{
+    if (qp == nullptr) {
+        return -EINVAL;
+    }
+    publish(qp, true);
+    return card_state(qp);
 }
 
 extern "C" void cm_qp_get_stats(cm_qp* qp, cm_qp_stats* out)
@@ -837,6 +879,10 @@ extern "C" ssize_t cm_writev(cm_conn* c, const iovec* iov, int iovcnt, int flags
             if (!c->want_write) {
                 c->want_write = true;
                 qp->write_waiters.push_back(c);
+                // Armed for new work only: TX_DONE is now wanted. Tell a sleeping card (the next doorbell).
+                if (qp->eq.rearm(CM_BUS_WAKE_WORK, CM_BUS_WAKE_ANY)) {
+                    qp->doorbell_owed = true;
+                }
             }
             if (nonblock) {
                 break;

@@ -105,6 +105,8 @@ public:
             fmt::print(stderr, "cm-httpd: cm_listen on the card's port {}: {}\n", port, cm_strerror(rc));
             return 1;
         }
+        // A round answers many requests; the card is rung once, before the loop sleeps (cm_qp_flush below).
+        cm_qp_set_defer_doorbell(_qp, _options.defer_doorbell ? 1 : 0);
         _ep = epoll_create1(EPOLL_CLOEXEC);
         add(cm_qp_fd(_qp), qp_id);
         add(_signals.fd(), signal_id);
@@ -126,6 +128,10 @@ public:
         epoll_event events[16];
         bool stop = false;
         while (!stop && _fatal == 0) {
+            if (const int rc = cm_qp_flush(_qp); rc < 0) {
+                _fatal = rc;
+                break;
+            }
             const int n = epoll_wait(_ep, events, 16, _sessions.has_deferred() ? 0 : -1);
             if (n < 0 && errno != EINTR) {
                 fmt::print(stderr, "cm-httpd: epoll_wait: {}\n", std::strerror(errno));

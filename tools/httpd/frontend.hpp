@@ -19,6 +19,7 @@ struct RunOptions {
     std::string stats_file;  // written on SIGUSR1 (and by main at exit)
     std::string ready_file;  // written once listening
     bool quiet = false;
+    bool defer_doorbell = true;  // cm: one doorbell to the card per loop round, not one per call (cm_qp_flush)
 };
 
 /// The sessions of a front end by id, and the ones that stopped early to let others run (pumped again

@@ -41,6 +41,8 @@ int main(int argc, char** argv)
         ->capture_default_str();
     app.add_option("--stats-file", options.stats_file, "statistics written here on SIGUSR1 and at exit");
     app.add_option("--ready-file", options.ready_file, "written once listening (backend=, port=, pid=)");
+    app.add_flag("!--no-defer-doorbell", options.defer_doorbell,
+                 "cm: ring the card's doorbell in every call that submits, not once per loop round");
     app.add_flag("--quiet", options.quiet, "no start-up or diagnostic messages (the exit statistics still go to stderr)");
     CLI11_PARSE(app, argc, argv);
 

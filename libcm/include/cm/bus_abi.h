@@ -38,6 +38,14 @@
  * Consumer: load prod with acquire ordering; copy the descriptors out; store cons with release ordering.
  * Before sleeping it stores 1 into its need_wakeup word, issues a full fence and loads prod again; if there
  * is work it clears the word and does not sleep.
+ * The host may store CM_BUS_WAKE_WORK (2) instead of 1 into host_need_wakeup (ABI 1.3): "wake me for new
+ * work; what may wait can wait". The card then may hold the notification back while the ring holds only
+ * events that may wait: TX_DONE (up to cmfw --bus-lazy-completions-ms) and data the card marks so (a request
+ * that took a slow client long to send: --proxy-slow-request-delay), each at most its delay, and never once
+ * the ring is half full. A host armed so that comes to need its slots (a write found no credit or slot)
+ * changes 2 to 1 with a compare-and-exchange and rings the card's doorbell if the card sleeps; the card looks
+ * again and notifies. A host armed so that takes events in outside its wait must make itself runnable for
+ * what they made ready: the card sends no notification for events already taken in.
  * Each side keeps its own index in private memory and only ever reads the other side's index from the bus.
  *
  * ---- Ownership ---------------------------------------------------------------------------------------
@@ -134,8 +142,12 @@ typedef int32_t cm_bus_s32;
 
 #define CM_BUS_MAGIC 0x5355424dU            /* "MBUS" read as little-endian bytes 'M','B','U','S' */
 #define CM_BUS_ABI_MAJOR 1U
-#define CM_BUS_ABI_MINOR 2U                 /* 1.1: the firmware-load window; 1.2: the memory peer's release */
+#define CM_BUS_ABI_MINOR 3U                 /* 1.1: the firmware-load window; 1.2: the memory peer's release;
+                                               1.3: CM_BUS_WAKE_WORK (lazy notifications) */
 #define CM_BUS_ABI_VERSION ((CM_BUS_ABI_MAJOR << 16) | CM_BUS_ABI_MINOR)
+/* host_need_wakeup values (see "Rings"): */
+#define CM_BUS_WAKE_ANY 1U                  /* wake the host for any event (every host before ABI 1.3) */
+#define CM_BUS_WAKE_WORK 2U                 /* ... for new work; events that may wait, wait (lazy) */
 #define CM_BUS_CACHE_LINE 64U
 #define CM_BUS_CTRL_SIZE 4096U
 #define CM_BUS_QP_HEADER_SIZE 4096U

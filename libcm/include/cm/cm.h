@@ -164,6 +164,16 @@ CM_API int cm_qp_fd(cm_qp *qp);
 CM_API int cm_qp_poll(cm_qp *qp, struct cm_ready *ready, int max, int timeout_ms);
 /* Spin this long on the queue pair before sleeping in blocking calls (0, the default: sleep at once). */
 CM_API void cm_qp_set_busy_poll(cm_qp *qp, uint32_t usec);
+/* Doorbell batching (the kernel's xmit_more, io_uring's submit batching). With on != 0, calls that submit to
+ * the card (cm_write, cm_read's buffer returns, cm_shutdown, cm_close ...) make their descriptors visible to
+ * the card at once but leave ringing a sleeping card to cm_qp_flush(): a loop that answers many requests per
+ * wake-up then wakes the card once, not once per call. The application must call cm_qp_flush() before it
+ * sleeps (before epoll_wait on cm_qp_fd()); a card left unrung sees the work only when something else wakes
+ * it. Blocking calls ring before they sleep. Off by default. */
+CM_API void cm_qp_set_defer_doorbell(cm_qp *qp, int on);
+/* Rings the card if it sleeps and something was submitted since it was last rung. 0, or a negative errno
+ * (the queue pair faulted, or the card went away). */
+CM_API int cm_qp_flush(cm_qp *qp);
 CM_API void cm_qp_get_stats(cm_qp *qp, struct cm_qp_stats *out);
 /* Sets a global option of the card; waits for the answer. */
 CM_API int cm_set_global(cm_qp *qp, uint32_t option, uint64_t value);

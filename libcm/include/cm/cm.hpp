@@ -177,6 +177,9 @@ public:
         return n < 0 ? 0 : n;
     }
     void set_busy_poll(std::uint32_t usec) noexcept { cm_qp_set_busy_poll(native(), usec); }
+    /// See cm_qp_set_defer_doorbell: then flush() before the loop sleeps.
+    void set_defer_doorbell(bool on) noexcept { cm_qp_set_defer_doorbell(native(), on ? 1 : 0); }
+    void flush(std::error_code& ec) noexcept { ec = make_error_code_from(cm_qp_flush(native())); }
     void set_global(std::uint32_t option, std::uint64_t value, std::error_code& ec) noexcept
     {
         ec = make_error_code_from(cm_set_global(native(), option, value));

@@ -82,13 +82,28 @@ public:
     /// need_wakeup word was set; it is now cleared): the caller rings the consumer's doorbell.
     [[nodiscard]] bool publish() noexcept
     {
+        publish_entries();
+        return take_wakeup();
+    }
+    /// The first half of publish(): the entries become visible, the consumer's need_wakeup is not looked at.
+    /// A producer that holds its doorbell back (notification coalescing) calls take_wakeup() later.
+    void publish_entries() noexcept
+    {
         if (_prod != _published) {
             store_release(*_v.prod, _prod);
             _published = _prod;
         }
         full_fence();
+    }
+    /// The second half: true when the consumer asked to be woken (its need_wakeup word was set; it is now
+    /// cleared). A consumer arms only after finding the ring empty, so entries published before this call are
+    /// either seen by the consumer on its own or covered by the doorbell this asks for.
+    [[nodiscard]] bool take_wakeup() noexcept
+    {
         return load_relaxed(*_v.need_wakeup) != 0 && exchange(*_v.need_wakeup, 0) != 0;
     }
+    /// What the consumer stored in its need_wakeup word (0: it is not asleep, or about to look again).
+    [[nodiscard]] std::uint32_t wakeup_level() const noexcept { return load_relaxed(*_v.need_wakeup); }
     [[nodiscard]] bool unpublished() const noexcept { return _prod != _published; }
     [[nodiscard]] std::uint32_t index() const noexcept { return _prod; }
 
@@ -128,9 +143,10 @@ public:
     void release() noexcept { store_release(*_v.cons, _cons); }
     /// Before sleeping: asks the producer for a doorbell. Returns false (do not sleep) when work arrived in
     /// the meantime or the producer's index is impossible; the caller then polls again.
-    [[nodiscard]] bool arm() noexcept
+    /// `level`: the value stored (1, or CM_BUS_WAKE_WORK for the host's event ring).
+    [[nodiscard]] bool arm(std::uint32_t level = 1) noexcept
     {
-        store_relaxed(*_v.need_wakeup, 1);
+        store_relaxed(*_v.need_wakeup, level);
         full_fence();
         if (!refresh() || available() > 0) {
             store_relaxed(*_v.need_wakeup, 0);
@@ -139,6 +155,14 @@ public:
         return true;
     }
     void disarm() noexcept { store_relaxed(*_v.need_wakeup, 0); }
+    /// What our need_wakeup word holds now (0 once the producer took it to ring us).
+    [[nodiscard]] std::uint32_t armed_level() const noexcept { return load_relaxed(*_v.need_wakeup); }
+    /// Changes an armed need_wakeup from `from` to `to` (compare-and-exchange: the producer may be clearing
+    /// it at the same moment). True when it changed.
+    bool rearm(std::uint32_t from, std::uint32_t to) noexcept
+    {
+        return std::atomic_ref<std::uint32_t>(*_v.need_wakeup).compare_exchange_strong(from, to, std::memory_order_acq_rel);
+    }
     [[nodiscard]] std::uint32_t index() const noexcept { return _cons; }
 
 private:

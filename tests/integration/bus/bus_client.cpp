@@ -9,7 +9,7 @@
 //                                    from epoll on cm_qp_fd with non-blocking calls
 //   bus_client [--device PATH] stream   echo forever (for kill tests); prints "streaming" once going
 //   bus_client [--device PATH] hog      write without reading until blocked, then sleep (for kill tests)
-//   bus_client [--device PATH] errors   API error cases return the documented codes
+//   bus_client [--device PATH] errors   API error cases return the documented codes; deferred doorbells
 // Exit 0 when everything checked out; failures are printed.
 #include "cm/cm.h"
 #include "cm/cm.hpp"
@@ -309,6 +309,44 @@ int cmd_errors(cm_qp* qp)
     EXPECT(cm_read(c, buf, sizeof buf, 0) == 0, "EOF echoed back");
     EXPECT(cm_reset(c) == 0, "reset");
     EXPECT(cm_listener_close(l) == 0, "unlisten");
+    // Deferred doorbells: a write leaves the sleeping card unrung until cm_qp_flush rings it once. The card
+    // is asleep after 20 ms idle (unless its heartbeat woke it just then: a few tries).
+    EXPECT(cm_qp_flush(nullptr) == -EINVAL, "flush without a queue pair");
+    EXPECT(cm_connect(qp, CM_CLIENT_ECHO, &c, nullptr) == 0, "connect to echo (deferred doorbells)");
+    cm_qp_set_defer_doorbell(qp, 1);
+    bool deferred_then_rung = false;
+    for (int attempt = 0; attempt < 5 && !deferred_then_rung; ++attempt) {
+        cm_qp_stats before{}, written{}, flushed{};
+        usleep(20000);
+        cm_qp_get_stats(qp, &before);
+        EXPECT(cm_write(c, "deferred", 8, CM_NONBLOCK) == 8, "write with the doorbell deferred");
+        EXPECT(cm_write(c, "deferred", 8, CM_NONBLOCK) == 8, "second write with the doorbell deferred");
+        cm_qp_get_stats(qp, &written);
+        EXPECT(written.doorbells == before.doorbells, "no doorbell before the flush (%llu -> %llu)",
+               static_cast<unsigned long long>(before.doorbells), static_cast<unsigned long long>(written.doorbells));
+        EXPECT(cm_qp_flush(qp) == 0, "flush");
+        cm_qp_get_stats(qp, &flushed);
+        EXPECT(flushed.doorbells <= before.doorbells + 1, "at most one doorbell for both writes");
+        deferred_then_rung = flushed.doorbells == before.doorbells + 1;
+        EXPECT(cm_qp_flush(qp) == 0, "flush again");
+        cm_qp_stats again{};
+        cm_qp_get_stats(qp, &again);
+        EXPECT(again.doorbells == flushed.doorbells, "nothing owed after a flush: no second doorbell");
+        char echo[16];
+        std::size_t have = 0;
+        while (have < 16) {
+            const ssize_t r = cm_read(c, echo + have, 16 - have, 0);
+            if (r <= 0) {
+                EXPECT(r > 0, "read the deferred writes back: %s", cm_strerror(static_cast<int>(r)));
+                break;
+            }
+            have += static_cast<std::size_t>(r);
+        }
+        EXPECT(have == 16 && std::memcmp(echo, "deferreddeferred", 16) == 0, "deferred writes echoed");
+    }
+    EXPECT(deferred_then_rung, "cm_qp_flush rang the sleeping card (5 tries)");
+    cm_qp_set_defer_doorbell(qp, 0);
+    EXPECT(cm_reset(c) == 0, "reset the deferred-doorbell connection");
     // The C++ layer: the same through std::error_code.
     std::error_code ec;
     cm::QueuePair borrowed(qp);

@@ -35,13 +35,13 @@ struct Card {
     std::unique_ptr<BusEngine> engine;
     std::unique_ptr<EchoService> echo;
 
-    explicit Card(const LayoutParams& params = small_layout())
+    explicit Card(const LayoutParams& params = small_layout(), const EngineConfig& config = {})
     {
         std::string why;
         layout = *compute_layout(params, why);
         memory.reset(static_cast<std::byte*>(std::aligned_alloc(4096, layout.total_size)));
         std::memset(memory.get(), 0, layout.total_size);
-        engine = std::make_unique<BusEngine>(memory.get(), layout, EngineConfig{}, clock.now());
+        engine = std::make_unique<BusEngine>(memory.get(), layout, config, clock.now());
         echo = std::make_unique<EchoService>(*engine);
     }
     void run()
