@@ -32,6 +32,7 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     std::string proxy_bus_mode = "pooled";
     std::string proxy_require_header;
     unsigned proxy_request_timeout_ms = 30000, proxy_keepalive_timeout_ms = 75000;
+    unsigned proxy_slow_request_after_ms = 100, proxy_slow_request_delay_ms = 20;
     unsigned proxy_response_timeout_ms = 60000, proxy_send_timeout_ms = 60000, proxy_pass_idle_timeout_ms = 300000;
 
     CLI::App app{"cmfw: the cm adapter's firmware. Owns one network port and one IPv4 address on it.", "cmfw"};
@@ -152,6 +153,14 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         ->capture_default_str();
     app.add_option("--proxy-response-buffer", px.response_buffer,
                    "response bytes held per client beyond its TCP send buffer (then backpressure on the bus)")
+        ->capture_default_str();
+    app.add_option("--proxy-slow-request-delay", proxy_slow_request_delay_ms,
+                   "ms a slow request (see --proxy-slow-request-after) may wait for the host's next wake-up instead of "
+                   "waking it (0: never waits)")
+        ->check(CLI::Range(0u, 1000u))
+        ->capture_default_str();
+    app.add_option("--proxy-slow-request-after", proxy_slow_request_after_ms,
+                   "ms from a request's first byte to its end that make it slow")
         ->capture_default_str();
     app.add_option("--proxy-request-timeout", proxy_request_timeout_ms, "ms from a request's first byte to its end (408)")
         ->capture_default_str();
@@ -310,6 +319,8 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
         px.limits.required_header = name;
     }
     px.request_timeout = std::chrono::milliseconds(proxy_request_timeout_ms);
+    px.slow_request_after = std::chrono::milliseconds(proxy_slow_request_after_ms);
+    px.slow_request_delay = std::chrono::milliseconds(proxy_slow_request_delay_ms);
     px.keepalive_timeout = std::chrono::milliseconds(proxy_keepalive_timeout_ms);
     px.response_timeout = std::chrono::milliseconds(proxy_response_timeout_ms);
     px.send_timeout = std::chrono::milliseconds(proxy_send_timeout_ms);

@@ -280,6 +280,7 @@ void Proxy::read_request(Client& c)
         c.fed += framer.feed(std::string_view(c.in).substr(c.fed));
         if (framer.started() && c.state == State::idle) {
             c.state = State::reading;
+            c.request_started = _timers.current_time();
             _tcp.set_timer(c.id, _config.request_timeout);
         }
         if (framer.status() == RequestFramer::Status::error) {
@@ -817,8 +818,19 @@ void Proxy::dispatch()
 void Proxy::send_request(Link& l)
 {
     Client& c = _clients[l.client];
+    // Only while bus connections are to spare: a held request holds its bus connection, and requests queued
+    // for one must not wait for the host's wake-up too. When they run short, the next request wakes the host
+    // for every one held.
+    const Port& p = _ports[c.port];
+    const bool to_spare = p.ready.empty() && (_config.bus_mode == BusMode::pooled
+                                                  ? !p.idle.empty()
+                                                  : _counters.bus_open + 1 < _config.max_bus_connections);
+    const bool slow = _config.slow_request_delay > Duration::zero() && to_spare &&
+                      _timers.current_time() - c.request_started >= _config.slow_request_after;
+    const Duration may_wait = slow ? _config.slow_request_delay : Duration::zero();
     while (l.sent < c.request_len) {
-        const std::size_t n = _bus.send(l.ref, {reinterpret_cast<const std::byte*>(c.in.data() + l.sent), c.request_len - l.sent});
+        const std::size_t n = _bus.send(l.ref, {reinterpret_cast<const std::byte*>(c.in.data() + l.sent), c.request_len - l.sent},
+                                        may_wait);
         if (n == 0) {
             return;  // on_writable continues
         }
@@ -826,6 +838,7 @@ void Proxy::send_request(Link& l)
     }
     if (l.sent == c.request_len) {
         ++_counters.requests_forwarded;
+        _counters.requests_slow_delayed += slow ? 1 : 0;
         l.sent = c.request_len + 1;  // counted once
     }
 }

@@ -69,6 +69,11 @@ struct ProxyConfig {
     Duration send_timeout = std::chrono::seconds(60);       // a client that takes nothing of its response
     Duration linger_timeout = std::chrono::seconds(5);      // after an error answer, reading what still comes
     Duration pass_idle_timeout = std::chrono::minutes(5);   // pass-through: no byte either way; then closed
+    // A request that took at least slow_request_after from its first byte to its end is handed to a host armed
+    // for work as "may wait" slow_request_delay: it rides with the host's next wake-up instead of one of its
+    // own (0: no delay). What a slow client sent over seconds loses nothing by a few more milliseconds.
+    Duration slow_request_after = std::chrono::milliseconds(100);
+    Duration slow_request_delay = std::chrono::milliseconds(20);
     SecurityConfig security;
 };
 
@@ -84,6 +89,7 @@ struct ProxyConfig {
     X(requests, "complete requests received from clients")                                              \
     X(requests_pipelined, "requests that arrived behind another one on the same connection")          \
     X(requests_forwarded, "requests handed whole to the host over the bus")                            \
+    X(requests_slow_delayed, "slow requests handed over as may-wait (slow_request_delay)")             \
     X(responses, "complete responses taken from the host")                                              \
     X(continues_sent, "100 Continue answers sent for Expect: 100-continue")                             \
     X(status_400, "400 Bad Request: malformed requests")                                                \
@@ -162,6 +168,7 @@ private:
         std::string in;                 // HTTP: request bytes read; [0, request_len) the current request
         std::size_t fed = 0;            // bytes of `in` the framer has seen
         std::size_t request_len = 0;
+        TimePoint request_started{};    // the current request's first byte (as the timer wheel knows the time)
         std::string out;                // response bytes the TCP send buffer had no room for
         std::size_t out_head = 0;
         std::unique_ptr<RequestFramer> framer;

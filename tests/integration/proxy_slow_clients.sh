@@ -118,6 +118,11 @@ check "fast clients: requests completed ($(rep fast_requests_ok "$r") ok, $(rep 
 check "fast clients: none failed ($(rep fast_requests_failed "$r"))" eq "$(rep fast_requests_failed "$r")" 0
 check "slow clients all connected ($(rep slow_conns_peak "$r") peak)" ge "$(rep slow_conns_peak "$r")" "$CONNS"
 check "bus connections <= the pool ($(counter proxy.bus_peak))" ge "$POOL" "$(counter proxy.bus_peak)"
+# Slow requests may wait up to 20 ms (--proxy-slow-request-delay) for cm-httpd's next wake-up, and TX_DONE alone
+# for its next one (--bus-lazy-completions-ms): both happened, and nobody stalled (the counts above).
+check "slow requests handed over as may-wait ($(counter proxy.requests_slow_delayed))" ge "$(counter proxy.requests_slow_delayed)" 1
+check "host wake-ups held back for events that may wait ($(counter bus.notifications_lazy))" ge "$(counter bus.notifications_lazy)" 1
+note "bus: notifications $(counter bus.notifications), held lazily $(counter bus.notifications_lazy), doorbells $(counter bus.doorbells)"
 
 # ---- what the host server saw ------------------------------------------------------------------------------------
 httpd_stop
