@@ -23,7 +23,7 @@ ParseOutcome parse_firmware_config(const std::vector<std::string>& args)
     unsigned arp_retries = 3;
     unsigned busy_poll_us = 0;
     unsigned bus_notify_coalesce_us = 0;
-    unsigned bus_lazy_completions_ms = 10;
+    unsigned bus_lazy_completions_ms = 50;
     std::string impair_both;
     std::string impair_to_card;
     std::string impair_to_client;
