@@ -37,6 +37,8 @@ WARMUP=${PROXY_BENCH_WARMUP:-3}
 FAST=${PROXY_BENCH_FAST:-16}
 ONECORE_SECS=${PROXY_BENCH_ONECORE_SECONDS:-10}
 POOL=${PROXY_BENCH_POOL:-16}
+SETUPS=${PROXY_BENCH_SETUPS:-A B C}  # a subset for a quicker look, e.g. "A B"; the one-core part: ONECORE_SECONDS=0 skips it
+has_setup() { [[ " $SETUPS " == *" $1 "* ]]; }
 NGINX=${NGINX:-nginx}
 WRK=${WRK:-wrk}
 # shellcheck disable=SC2206 # PROXY_BENCH_CARD_ARGS: more cmfw options, split on blanks
@@ -367,113 +369,124 @@ for SLOW_N in $SLOW_LIST; do
     emu_up
     echo "card: $CARD_IP (cmfw pid $CMFW_PID), kernel peer: $KERNEL_PEER_IP"
 
-    echo "-- A: card"
-    httpd_start "A-$SLOW_N" - --backend cm --device "$BUS_SOCKET" --port 80
-    for ((i = 0; i < 50; i++)); do
-        b=$("$CMEMU" counters "$EMU" 2>/dev/null | awk '$1 == "proxy.bus_open" { print $2 }')
-        ((${b:-0} >= POOL)) && break
-        sleep 0.1
-    done
-    echo "  pooled bus connections open: ${b:-?}"
-    measure "$SLOW_N,A" "$CARD_IP:80" "$HTTPD_PID" "$CMFW_PID"
-    sleep 1 # what was in flight when the clients left is answered (or not: card_stall)
-    "$CMEMU" counters "$EMU" >"$TMP/A-$SLOW_N.counters" 2>/dev/null || echo "  (cmemu counters failed)"
-    for k in clients_peak bus_peak bus_busy_peak ready_peak requests status_408 status_502 status_503 status_504 \
-        send_timeouts keepalive_closed; do
-        R[proxy_$k,$SLOW_N,A]=$(kv "proxy.$k" "$TMP/A-$SLOW_N.counters")
-    done
-    R[stall,$SLOW_N,A]=$(card_stall "$TMP/A-$SLOW_N.counters" "$TMP/$SLOW_N-A.progress")
-    [[ -z ${R[stall,$SLOW_N,A]} ]] || echo "  !! ${R[stall,$SLOW_N,A]}"
-    echo "  card: proxy.clients_peak ${R[proxy_clients_peak,$SLOW_N,A]}, bus_peak ${R[proxy_bus_peak,$SLOW_N,A]}," \
-        "bus_busy_peak ${R[proxy_bus_busy_peak,$SLOW_N,A]}, ready_peak ${R[proxy_ready_peak,$SLOW_N,A]}," \
-        "status 408/502/503/504 ${R[proxy_status_408,$SLOW_N,A]}/${R[proxy_status_502,$SLOW_N,A]}/${R[proxy_status_503,$SLOW_N,A]}/${R[proxy_status_504,$SLOW_N,A]};" \
-        "cmfw CPU $(calc "printf \"%.2f\", ${R[card_ns,$SLOW_N,A]} / 1e9") s = ${R[card_ms_per_1k,$SLOW_N,A]} ms per 1k requests" \
-        "($(awk '/^Threads:/ { print $2 }' "/proc/$CMFW_PID/status") thread(s))"
-    httpd_finish "A-$SLOW_N" "$SLOW_N,A"
-    wait_quiet
+    if has_setup A; then
+        echo "-- A: card"
+        # shellcheck disable=SC2086 # PROXY_BENCH_HTTPD_CM_ARGS: more cm-httpd options for the card set-up
+        httpd_start "A-$SLOW_N" - --backend cm --device "$BUS_SOCKET" --port 80 ${PROXY_BENCH_HTTPD_CM_ARGS-}
+        for ((i = 0; i < 50; i++)); do
+            b=$("$CMEMU" counters "$EMU" 2>/dev/null | awk '$1 == "proxy.bus_open" { print $2 }')
+            ((${b:-0} >= POOL)) && break
+            sleep 0.1
+        done
+        echo "  pooled bus connections open: ${b:-?}"
+        measure "$SLOW_N,A" "$CARD_IP:80" "$HTTPD_PID" "$CMFW_PID"
+        sleep 1 # what was in flight when the clients left is answered (or not: card_stall)
+        "$CMEMU" counters "$EMU" >"$TMP/A-$SLOW_N.counters" 2>/dev/null || echo "  (cmemu counters failed)"
+        for k in clients_peak bus_peak bus_busy_peak ready_peak requests status_408 status_502 status_503 status_504 \
+            send_timeouts keepalive_closed; do
+            R[proxy_$k,$SLOW_N,A]=$(kv "proxy.$k" "$TMP/A-$SLOW_N.counters")
+        done
+        R[stall,$SLOW_N,A]=$(card_stall "$TMP/A-$SLOW_N.counters" "$TMP/$SLOW_N-A.progress")
+        [[ -z ${R[stall,$SLOW_N,A]} ]] || echo "  !! ${R[stall,$SLOW_N,A]}"
+        echo "  card: proxy.clients_peak ${R[proxy_clients_peak,$SLOW_N,A]}, bus_peak ${R[proxy_bus_peak,$SLOW_N,A]}," \
+            "bus_busy_peak ${R[proxy_bus_busy_peak,$SLOW_N,A]}, ready_peak ${R[proxy_ready_peak,$SLOW_N,A]}," \
+            "status 408/502/503/504 ${R[proxy_status_408,$SLOW_N,A]}/${R[proxy_status_502,$SLOW_N,A]}/${R[proxy_status_503,$SLOW_N,A]}/${R[proxy_status_504,$SLOW_N,A]};" \
+            "cmfw CPU $(calc "printf \"%.2f\", ${R[card_ns,$SLOW_N,A]} / 1e9") s = ${R[card_ms_per_1k,$SLOW_N,A]} ms per 1k requests" \
+            "($(awk '/^Threads:/ { print $2 }' "/proc/$CMFW_PID/status") thread(s))"
+        httpd_finish "A-$SLOW_N" "$SLOW_N,A"
+        wait_quiet
 
-    echo "-- B: kernel"
-    httpd_start "B-$SLOW_N" "$PEER_NS" --backend kernel --listen "$KERNEL_PEER_IP:80"
-    measure "$SLOW_N,B" "$KERNEL_PEER_IP:80" "$HTTPD_PID"
-    echo "  server-side connections (ss, peak): ${R[peer80,$SLOW_N,B]:-?}"
-    httpd_finish "B-$SLOW_N" "$SLOW_N,B"
-    wait_quiet
+    fi
+    if has_setup B; then
+        echo "-- B: kernel"
+        httpd_start "B-$SLOW_N" "$PEER_NS" --backend kernel --listen "$KERNEL_PEER_IP:80"
+        measure "$SLOW_N,B" "$KERNEL_PEER_IP:80" "$HTTPD_PID"
+        echo "  server-side connections (ss, peak): ${R[peer80,$SLOW_N,B]:-?}"
+        httpd_finish "B-$SLOW_N" "$SLOW_N,B"
+        wait_quiet
 
-    echo "-- C: nginx -> cm-httpd (kernel, 127.0.0.1:8080)"
-    httpd_start "C-$SLOW_N" "$PEER_NS" --backend kernel --listen 127.0.0.1:8080
-    nginx_start "nginx-$SLOW_N"
-    measure "$SLOW_N,C" "$KERNEL_PEER_IP:80" "$NGINX_PID $NGINX_WORKER $HTTPD_PID"
-    R[nginx_ns,$SLOW_N,C]=$(( $(cpu_sum "$NGINX_PID" "$NGINX_WORKER") ))
-    echo "  nginx connections (ss, peak): clients ${R[peer80,$SLOW_N,C]:-?}, upstream ${R[peer8080,$SLOW_N,C]:-?}"
-    stop "$NGINX_PID"
-    httpd_finish "C-$SLOW_N" "$SLOW_N,C"
+    fi
+    if has_setup C; then
+        echo "-- C: nginx -> cm-httpd (kernel, 127.0.0.1:8080)"
+        httpd_start "C-$SLOW_N" "$PEER_NS" --backend kernel --listen 127.0.0.1:8080
+        nginx_start "nginx-$SLOW_N"
+        measure "$SLOW_N,C" "$KERNEL_PEER_IP:80" "$NGINX_PID $NGINX_WORKER $HTTPD_PID"
+        R[nginx_ns,$SLOW_N,C]=$(( $(cpu_sum "$NGINX_PID" "$NGINX_WORKER") ))
+        echo "  nginx connections (ss, peak): clients ${R[peer80,$SLOW_N,C]:-?}, upstream ${R[peer8080,$SLOW_N,C]:-?}"
+        stop "$NGINX_PID"
+        httpd_finish "C-$SLOW_N" "$SLOW_N,C"
+    fi
     emu_down
 done
 
 # ---- one core ----------------------------------------------------------------------------------------------
+if ((ONECORE_SECS > 0)); then
 
-echo
-echo "== requests per second on one core: the proxy on CPU 0, cm-httpd on CPU 1, clients unpinned; --fast 64, ${ONECORE_SECS} s"
-emu_up
-declare -A ONE
-# onecore NAME TARGET PROXY_PIDS: cm-httpload --fast 64, then wrk -t1 -c64; the proxy's CPU share.
-onecore() {
-    local name=$1 target=$2 pids=$3 rep=$TMP/one-$1.report t0 c0 c1
-    local cmd=("$CMHTTPLOAD" --target "$target" --fast 64 --duration "$ONECORE_SECS" --warmup 2 --report "$rep")
-    say "ip netns exec $CLIENT_NS ${cmd[*]}"
-    t0=$(now)
-    ip netns exec "$CLIENT_NS" "${cmd[@]}" >"$TMP/one-$name.load.log" 2>&1 &
-    local lpid=$!
-    bg_add "$lpid"
-    sleep_until "$t0" 2
-    # shellcheck disable=SC2086
-    c0=$(cpu_sum $pids)
-    sleep_until "$t0" "$ONECORE_SECS"
-    # shellcheck disable=SC2086
-    c1=$(cpu_sum $pids)
-    wait "$lpid" || true
-    bg_forget "$lpid"
-    ONE[load,$name]=$(kv fast_rps "$rep" | awk '{ printf "%.0f", $1 }')
-    ONE[failed,$name]=$(kv fast_requests_failed "$rep")
-    ONE[cpu,$name]=$(calc "printf \"%.2f\", ($c1 - $c0) / 1e9 / ($ONECORE_SECS - 2)")
+    echo
+    echo "== requests per second on one core: the proxy on CPU 0, cm-httpd on CPU 1, clients unpinned; --fast 64, ${ONECORE_SECS} s"
+    emu_up
+    declare -A ONE
+    # onecore NAME TARGET PROXY_PIDS: cm-httpload --fast 64, then wrk -t1 -c64; the proxy's CPU share.
+    onecore() {
+        local name=$1 target=$2 pids=$3 rep=$TMP/one-$1.report t0 c0 c1
+        local cmd=("$CMHTTPLOAD" --target "$target" --fast 64 --duration "$ONECORE_SECS" --warmup 2 --report "$rep")
+        say "ip netns exec $CLIENT_NS ${cmd[*]}"
+        t0=$(now)
+        ip netns exec "$CLIENT_NS" "${cmd[@]}" >"$TMP/one-$name.load.log" 2>&1 &
+        local lpid=$!
+        bg_add "$lpid"
+        sleep_until "$t0" 2
+        # shellcheck disable=SC2086
+        c0=$(cpu_sum $pids)
+        sleep_until "$t0" "$ONECORE_SECS"
+        # shellcheck disable=SC2086
+        c1=$(cpu_sum $pids)
+        wait "$lpid" || true
+        bg_forget "$lpid"
+        ONE[load,$name]=$(kv fast_rps "$rep" | awk '{ printf "%.0f", $1 }')
+        ONE[failed,$name]=$(kv fast_requests_failed "$rep")
+        ONE[cpu,$name]=$(calc "printf \"%.2f\", ($c1 - $c0) / 1e9 / ($ONECORE_SECS - 2)")
+        sleep 1
+        local wcmd=("$WRK" -t1 -c64 -d"${ONECORE_SECS}s" "http://$target/")
+        say "ip netns exec $CLIENT_NS ${wcmd[*]}"
+        if command -v "$WRK" >/dev/null; then
+            ip netns exec "$CLIENT_NS" "${wcmd[@]}" >"$TMP/one-$name.wrk.log" 2>&1 || true
+            ONE[wrk,$name]=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$TMP/one-$name.wrk.log")
+            ONE[wrk_err,$name]=$(awk '/Non-2xx|Socket errors/ { sub(/^ +/, ""); printf "%s; ", $0 }' "$TMP/one-$name.wrk.log")
+        fi
+        echo "  cm-httpload ${ONE[load,$name]:-?}/s (failed ${ONE[failed,$name]:-?}), wrk ${ONE[wrk,$name]:--}/s${ONE[wrk_err,$name]:+ (${ONE[wrk_err,$name]%; })};" \
+            "proxy CPU ${ONE[cpu,$name]} of a core"
+    }
+
+    echo "-- card: cmfw on CPU 0"
+    say "taskset -a -p -c 0 $CMFW_PID"
+    taskset -a -p -c 0 "$CMFW_PID" >/dev/null
+    httpd_start one-A - --backend cm --device "$BUS_SOCKET" --port 80
+    taskset -a -p -c 1 "$HTTPD_PID" >/dev/null
     sleep 1
-    local wcmd=("$WRK" -t1 -c64 -d"${ONECORE_SECS}s" "http://$target/")
-    say "ip netns exec $CLIENT_NS ${wcmd[*]}"
-    if command -v "$WRK" >/dev/null; then
-        ip netns exec "$CLIENT_NS" "${wcmd[@]}" >"$TMP/one-$name.wrk.log" 2>&1 || true
-        ONE[wrk,$name]=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$TMP/one-$name.wrk.log")
-        ONE[wrk_err,$name]=$(awk '/Non-2xx|Socket errors/ { sub(/^ +/, ""); printf "%s; ", $0 }' "$TMP/one-$name.wrk.log")
-    fi
-    echo "  cm-httpload ${ONE[load,$name]:-?}/s (failed ${ONE[failed,$name]:-?}), wrk ${ONE[wrk,$name]:--}/s${ONE[wrk_err,$name]:+ (${ONE[wrk_err,$name]%; })};" \
-        "proxy CPU ${ONE[cpu,$name]} of a core"
-}
+    onecore card "$CARD_IP:80" "$CMFW_PID"
+    sleep 1
+    "$CMEMU" counters "$EMU" >"$TMP/one-card.counters" 2>/dev/null || echo "  (cmemu counters failed)"
+    ONE[stall,card]=$(card_stall "$TMP/one-card.counters" /dev/null)
+    [[ -z ${ONE[stall,card]} ]] || echo "  !! ${ONE[stall,card]}"
+    stop "$HTTPD_PID"
+    sleep 1
 
-echo "-- card: cmfw on CPU 0"
-say "taskset -a -p -c 0 $CMFW_PID"
-taskset -a -p -c 0 "$CMFW_PID" >/dev/null
-httpd_start one-A - --backend cm --device "$BUS_SOCKET" --port 80
-taskset -a -p -c 1 "$HTTPD_PID" >/dev/null
-sleep 1
-onecore card "$CARD_IP:80" "$CMFW_PID"
-sleep 1
-"$CMEMU" counters "$EMU" >"$TMP/one-card.counters" 2>/dev/null || echo "  (cmemu counters failed)"
-ONE[stall,card]=$(card_stall "$TMP/one-card.counters" /dev/null)
-[[ -z ${ONE[stall,card]} ]] || echo "  !! ${ONE[stall,card]}"
-stop "$HTTPD_PID"
-sleep 1
-
-echo "-- nginx on CPU 0"
-httpd_start one-C "$PEER_NS" --backend kernel --listen 127.0.0.1:8080
-taskset -a -p -c 1 "$HTTPD_PID" >/dev/null
-nginx_start nginx-one 01
-taskset -a -p -c 0 "$NGINX_PID" >/dev/null
-taskset -a -p -c 0 "$NGINX_WORKER" >/dev/null
-onecore nginx "$KERNEL_PEER_IP:80" "$NGINX_PID $NGINX_WORKER"
-stop "$NGINX_PID"
-stop "$HTTPD_PID"
-emu_down
+    echo "-- nginx on CPU 0"
+    httpd_start one-C "$PEER_NS" --backend kernel --listen 127.0.0.1:8080
+    taskset -a -p -c 1 "$HTTPD_PID" >/dev/null
+    nginx_start nginx-one 01
+    taskset -a -p -c 0 "$NGINX_PID" >/dev/null
+    taskset -a -p -c 0 "$NGINX_WORKER" >/dev/null
+    onecore nginx "$KERNEL_PEER_IP:80" "$NGINX_PID $NGINX_WORKER"
+    stop "$NGINX_PID"
+    stop "$HTTPD_PID"
+    emu_down
+fi
 
 # ---- the tables --------------------------------------------------------------------------------------------
+# Set-ups left out (PROXY_BENCH_SETUPS) have no figures: print them empty rather than stop.
+set +u
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b + 0 <= 0) print "-"; else printf "%.2f", a / b }'; }
 # verdict RUN: whether the slow clients were served without errors.
@@ -498,6 +511,7 @@ echo "| slow clients | set-up | ok requests/s (fast + slow) | slow requests ok |
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in $SLOW_LIST; do
     for s in A B C; do
+        has_setup "$s" || continue
         run=$n,$s
         case $s in
             A) name=$SETUP_A conns="${R[httpd_connections_peak,$run]} (bus)"
@@ -524,15 +538,17 @@ for n in $SLOW_LIST; do
         "${R[httpd_connections_peak,$n,A]}, kernel ${R[httpd_connections_peak,$n,B]}, nginx ${R[peer80,$n,C]:-?}" \
         "(its server ${R[httpd_connections_peak,$n,C]})"
 done
-echo
-echo "| one core (proxy on CPU 0, cm-httpd on CPU 1), 64 closed-loop clients, ${ONECORE_SECS} s | cm-httpload requests/s | wrk -t1 -c64 requests/s | proxy CPU (cores) |"
-echo "|---|---|---|---|"
-echo "| card (cmfw)${ONE[stall,card]:+ (host server STALLED: lost wake-up)} | ${ONE[load,card]:--} | ${ONE[wrk,card]:--} | ${ONE[cpu,card]} |"
-echo "| nginx (1 worker) | ${ONE[load,nginx]:--} | ${ONE[wrk,nginx]:--} | ${ONE[cpu,nginx]} |"
-if [[ -n ${ONE[stall,card]-} ]]; then
-    echo "| card / nginx | - (card stalled) | - (card stalled) | |"
-else
-    echo "| card / nginx | $(ratio "${ONE[load,card]:--}" "${ONE[load,nginx]:--}") | $(ratio "${ONE[wrk,card]:--}" "${ONE[wrk,nginx]:--}") | |"
+if ((ONECORE_SECS > 0)); then
+    echo
+    echo "| one core (proxy on CPU 0, cm-httpd on CPU 1), 64 closed-loop clients, ${ONECORE_SECS} s | cm-httpload requests/s | wrk -t1 -c64 requests/s | proxy CPU (cores) |"
+    echo "|---|---|---|---|"
+    echo "| card (cmfw)${ONE[stall,card]:+ (host server STALLED: lost wake-up)} | ${ONE[load,card]:--} | ${ONE[wrk,card]:--} | ${ONE[cpu,card]} |"
+    echo "| nginx (1 worker) | ${ONE[load,nginx]:--} | ${ONE[wrk,nginx]:--} | ${ONE[cpu,nginx]} |"
+    if [[ -n ${ONE[stall,card]-} ]]; then
+        echo "| card / nginx | - (card stalled) | - (card stalled) | |"
+    else
+        echo "| card / nginx | $(ratio "${ONE[load,card]:--}" "${ONE[load,nginx]:--}") | $(ratio "${ONE[wrk,card]:--}" "${ONE[wrk,nginx]:--}") | |"
+    fi
 fi
 echo
 echo "total run time: $(calc "printf \"%.0f\", $EPOCHREALTIME - $T_START") s"
