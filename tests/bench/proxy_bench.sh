@@ -51,9 +51,9 @@ if [[ -n ${CMFW-} ]]; then export CMFW; fi
 ((NCPU = $(nproc), NCPU >= 2)) || echo "proxy_bench: only $(nproc) CPU; the one-core comparison needs 2" >&2
 
 echo "== command"
-printf 'PROXY_BENCH_SLOW="%s" PROXY_BENCH_SECONDS=%s PROXY_BENCH_WARMUP=%s PROXY_BENCH_FAST=%s PROXY_BENCH_ONECORE_SECONDS=%s CMFW=%s CMHTTPD=%s CMHTTPLOAD=%s bash %s' \
-    "$SLOW_LIST" "$SECS" "$WARMUP" "$FAST" "$ONECORE_SECS" "${CMFW:-$ROOT/build/firmware/app/cmfw}" "$CMHTTPD" \
-    "$CMHTTPLOAD" "${BASH_SOURCE[0]}"
+printf 'PROXY_BENCH_SLOW="%s" PROXY_BENCH_SECONDS=%s PROXY_BENCH_WARMUP=%s PROXY_BENCH_FAST=%s PROXY_BENCH_POOL=%s PROXY_BENCH_SETUPS="%s" PROXY_BENCH_ONECORE_SECONDS=%s PROXY_BENCH_CARD_ARGS="%s" CMFW=%s CMHTTPD=%s CMHTTPLOAD=%s bash %s' \
+    "$SLOW_LIST" "$SECS" "$WARMUP" "$FAST" "$POOL" "$SETUPS" "$ONECORE_SECS" "${PROXY_BENCH_CARD_ARGS-}" \
+    "${CMFW:-$ROOT/build/firmware/app/cmfw}" "$CMHTTPD" "$CMHTTPLOAD" "${BASH_SOURCE[0]}"
 (($# == 0)) || printf ' %q' "$@"
 echo
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), Linux $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
